@@ -1,0 +1,193 @@
+"""One frozen :class:`Settings` object, read from the environment in one place.
+
+Every knob is documented next to its default. Durations are seconds and accept
+fractions (tests run the whole lifecycle in fractions of a second).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value relay cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All of relay's configuration. Build it with :meth:`from_env`."""
+
+    # -- server --------------------------------------------------------------
+    #: Interface to listen on.
+    host: str = "0.0.0.0"
+    #: Port for WebSockets and HTTP alike (Twilio, browsers, operators).
+    port: int = 8081
+    #: Public base URL of this relay as Twilio reaches it (https://…); the
+    #: TwiML stream URL is derived from it. Empty: derived from the request.
+    public_url: str = ""
+    #: Bearer token guarding operator endpoints (reset). Empty: unguarded.
+    admin_token: str = ""
+    #: Largest HTTP request body accepted (Twilio's webhook form, beacons).
+    max_http_body: int = 16 * 1024
+    #: ``structlog`` level name.
+    log_level: str = "INFO"
+    #: ``console`` or ``json``; empty picks console on a TTY, JSON otherwise.
+    log_format: str = ""
+
+    # -- model ----------------------------------------------------------------
+    #: Key for the OpenAI Realtime API; without it the built-in local model runs.
+    openai_api_key: str = field(default="", repr=False)
+    #: Upstream Realtime URL (any GA-compatible server).
+    openai_realtime_url: str = DEFAULT_OPENAI_REALTIME_URL
+    #: ``openai`` or ``local``; empty picks ``openai`` when a key is set.
+    model: str = ""
+    #: Voice used when the job configuration names none.
+    voice: str = "marin"
+    #: Model that transcribes the caller for the live transcript.
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    #: Ask the interviewer to speak first as soon as the model is configured.
+    greet_first: bool = True
+    #: Upstream connect: attempts, first back-off delay, its cap, and the
+    #: time one attempt may take.
+    upstream_connect_attempts: int = 4
+    upstream_backoff_initial_s: float = 0.5
+    upstream_backoff_max_s: float = 4.0
+    upstream_open_timeout_s: float = 10.0
+
+    # -- audio ----------------------------------------------------------------
+    #: Caller audio held while the model connects (20 ms frames); older is dropped.
+    pre_open_audio_frames: int = 250
+    #: Send a Twilio ``mark`` once this much model audio is unmarked, so relay
+    #: knows what the caller has heard without a mark per audio chunk.
+    mark_interval_ms: int = 100
+
+    # -- frontends ------------------------------------------------------------
+    #: ``ga`` or ``beta``: the event names every frontend receives by default.
+    frontend_dialect: str = "ga"
+
+    # -- lifecycle ------------------------------------------------------------
+    #: How long a session with no call and no frontend waits for one to return.
+    resume_grace_s: float = 30.0
+    #: How long an ``end_interview`` waits for its goodbye to finish playing.
+    farewell_timeout_s: float = 15.0
+    #: How long a ``/call`` stream may take to send ``start``.
+    call_start_timeout_s: float = 10.0
+    #: Deadline for closing connections during a teardown.
+    close_timeout_s: float = 2.0
+
+    @property
+    def uses_local_model(self) -> bool:
+        """Whether sessions talk to the built-in local model."""
+        return self.model == "local"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            SettingsError: A variable is set to a value of the wrong kind.
+        """
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        key = reader.str("OPENAI_API_KEY", "")
+        model = reader.choice("RELAY_MODEL", "", ("", "openai", "local"))
+        if not model:
+            model = "openai" if key else "local"
+        if model == "openai" and not key:
+            raise SettingsError("RELAY_MODEL=openai needs OPENAI_API_KEY")
+        d = cls()
+        return cls(
+            host=reader.str("HOST", d.host),
+            port=reader.int("PORT", d.port),
+            public_url=reader.str("PUBLIC_URL", d.public_url),
+            admin_token=reader.str("RELAY_ADMIN_TOKEN", ""),
+            max_http_body=reader.int("RELAY_MAX_HTTP_BODY", d.max_http_body),
+            log_level=reader.str("LOG_LEVEL", d.log_level).upper(),
+            log_format=reader.choice("LOG_FORMAT", "", ("", "console", "json")),
+            openai_api_key=key,
+            openai_realtime_url=reader.str("OPENAI_REALTIME_URL", DEFAULT_OPENAI_REALTIME_URL),
+            model=model,
+            voice=reader.str("RELAY_VOICE", d.voice),
+            transcription_model=reader.str("RELAY_TRANSCRIPTION_MODEL", d.transcription_model),
+            greet_first=reader.bool("RELAY_GREET_FIRST", d.greet_first),
+            upstream_connect_attempts=reader.int(
+                "RELAY_UPSTREAM_CONNECT_ATTEMPTS", d.upstream_connect_attempts
+            ),
+            upstream_backoff_initial_s=reader.float(
+                "RELAY_UPSTREAM_BACKOFF_INITIAL_S", d.upstream_backoff_initial_s
+            ),
+            upstream_backoff_max_s=reader.float(
+                "RELAY_UPSTREAM_BACKOFF_MAX_S", d.upstream_backoff_max_s
+            ),
+            upstream_open_timeout_s=reader.float(
+                "RELAY_UPSTREAM_OPEN_TIMEOUT_S", d.upstream_open_timeout_s
+            ),
+            pre_open_audio_frames=reader.int("RELAY_PRE_OPEN_AUDIO_FRAMES", d.pre_open_audio_frames),
+            mark_interval_ms=reader.int("RELAY_MARK_INTERVAL_MS", d.mark_interval_ms),
+            frontend_dialect=reader.choice("RELAY_FRONTEND_DIALECT", "ga", ("ga", "beta")),
+            resume_grace_s=reader.float("RELAY_RESUME_GRACE_S", d.resume_grace_s),
+            farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
+            call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
+            close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),
+        )
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with ``changes`` applied (tests and embedding)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Reader:
+    """Typed access to environment variables with errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def str(self, name: str, default: str) -> str:
+        value = self._env.get(name)
+        return default if value is None or value == "" else value.strip()
+
+    def int(self, name: str, default: int) -> int:
+        raw = self.str(name, "")
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not be negative, got {value}")
+        return value
+
+    def float(self, name: str, default: float) -> float:
+        raw = self.str(name, "")
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not value >= 0:
+            raise SettingsError(f"{name} must not be negative, got {raw!r}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name, "").lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.str(name, default).lower()
+        if value not in allowed:
+            options = ", ".join(a for a in allowed if a)
+            raise SettingsError(f"{name} must be one of {options}, got {value!r}")
+        return value

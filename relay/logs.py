@@ -1,0 +1,152 @@
+"""structlog set-up and the lifecycle event names.
+
+The event strings are part of the product: operators grep for them and the
+frontend's debugging guide quotes them. They are fixed sentences with one
+emoji; context goes in key-value pairs, never into the sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+
+class Ev:
+    """Fixed log event strings (the first five are quoted in DESIGN.md)."""
+
+    FRONTEND_SETUP = "🖥️ Setting up frontend connection for logs"
+    JOB_CONFIG_RECEIVED = "📋 Received job configuration for session"
+    JOB_CONFIG_LIVE_UPDATE = "🔄 Updating existing OpenAI session with new job configuration"
+    CALL_ENDED_NOTIFY = "📤 Sending call ended notification to frontend"
+    FRONTEND_CLEANUP = "🧹 Cleaning up frontend connection for session"
+
+    SERVER_STARTED = "🚀 Relay server listening"
+    MODEL_LOCAL = "🧪 Using the built-in local model (no OPENAI_API_KEY)"
+    MODEL_OPENAI = "🤖 Using the OpenAI Realtime API"
+    SERVER_STOPPING = "🛑 Relay server shutting down"
+    SERVER_STOPPED = "🏁 Relay server stopped"
+
+    SESSION_CREATED = "🆕 Session created"
+    SESSION_STATE = "🔀 Session state changed"
+    SESSION_PAIRED = "🔗 Call associated with session"
+    SESSION_ENDING = "🏁 Ending session"
+    SESSION_FORGOTTEN = "🗑️ Session forgotten"
+    JOB_CONFIG_QUEUED = "📥 Job configuration queued until the model is ready"
+    JOB_CONFIG_APPLIED = "✅ Job configuration applied"
+    JOB_CONFIG_REJECTED = "⛔ Job configuration rejected"
+
+    CALL_CONNECTED = "📞 Call stream connected"
+    CALL_STARTED = "▶️ Call stream started"
+    CALL_STOPPED = "⏹️ Caller hung up"
+    CALL_CLOSED = "🔌 Call stream closed"
+    CALL_REFUSED = "🚫 Call stream refused"
+
+    UPSTREAM_CONNECTING = "🌐 Connecting to the model"
+    UPSTREAM_RETRY = "🔁 Model connection failed, retrying"
+    UPSTREAM_OPEN = "🟢 Model session open"
+    UPSTREAM_FAILED = "🔴 Model connection failed for good"
+    UPSTREAM_CLOSED = "🔌 Model session closed"
+    UPSTREAM_ERROR = "⚠️ Model reported an error"
+
+    BARGE_IN = "✋ Caller interrupted the interviewer"
+    TOOL_CALL = "🛠️ Model called a tool"
+    TOOL_FAILED = "💥 Tool call failed"
+    FAREWELL = "👋 Interview ending after the goodbye plays"
+
+    FRONTEND_CLOSED = "🔌 Frontend connection closed"
+    FRONTEND_REFUSED = "🚫 Frontend connection refused"
+    BAD_INPUT = "🚫 Refused bad input"
+    SLOW_PEER = "🐢 Peer is not reading; closing it"
+    HANDLER_CRASHED = "💥 Connection handler crashed"
+    RESET_ALL = "♻️ Resetting all sessions"
+    HTTP_REQUEST = "🌍 HTTP request"
+
+
+#: Keys whose values never reach a log line: audio, credentials, tokens.
+_REDACTED_KEYS = frozenset(
+    {
+        "audio",
+        "payload",
+        "delta",
+        "authorization",
+        "api_key",
+        "token",
+        "auth_token",
+        "password",
+        "secret",
+        "jwt",
+    }
+)
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Replace values of secret or audio-bearing keys with a placeholder.
+
+    A structlog processor: relay's own code never passes such values, this is
+    the net under it.
+    """
+    for key in event_dict.keys() & _REDACTED_KEYS:
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: str = "") -> None:
+    """Configure structlog, and route stdlib logging through it, once per process.
+
+    Args:
+        level: a level name such as ``DEBUG`` or ``INFO``.
+        fmt: ``console``, ``json``, or empty to pick console on a TTY.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    use_console = fmt == "console" or (fmt == "" and sys.stderr.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if use_console
+        # Emoji stay readable: the event strings are greppable product text.
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info if not use_console else _identity,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # The websockets library logs handshake headers (the model's Authorization
+    # header among them) and frame bytes at DEBUG, and every HTTP response at
+    # INFO: keep it at WARNING whatever relay's own level is.
+    logging.getLogger("websockets").setLevel(max(numeric, logging.WARNING))
+
+
+def _identity(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    return event_dict
+
+
+def get_logger(**context: Any) -> structlog.stdlib.BoundLogger:
+    """Return relay's logger with ``context`` bound."""
+    return structlog.get_logger("relay").bind(**context)

@@ -1,0 +1,218 @@
+"""All sessions: lookup, pairing, waiting frontends, reset.
+
+One :class:`Registry` is created by the server and passed in; there is no
+module-level state. Pairing is synchronous (no ``await`` between looking a
+session up and attaching to it), so two connections arriving together can
+never both claim the same session.
+
+A call's session is, in order (DESIGN.md, "Pairing"):
+
+1. the ``/call/{sessionId}`` path segment;
+2. the ``sessionId`` custom parameter of Twilio's ``start`` message;
+3. the session of a frontend that registered the call's SID (``/logs?callSid=``);
+4. the oldest session of a frontend waiting on a bare ``/logs``;
+5. else a new session whose ID is the call SID.
+
+Symmetrically, a bare ``/logs`` frontend joins the oldest session made by
+rule 5 that no frontend has joined yet, else it waits for a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relay import twilio
+from relay.logs import Ev, get_logger
+from relay.runner import RunnerDeps, SessionRunner
+from relay.session import EndReason, FrontendInfo, Session, SessionOptions, State
+from relay.wire import WireMixin
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+
+
+def valid_session_id(value: str) -> bool:
+    """Whether ``value`` can name a session (UUIDs and Twilio SIDs can)."""
+    return bool(_SESSION_ID.match(value))
+
+
+class PairingRefused(Exception):
+    """A connection cannot join the session it names.
+
+    Attributes:
+        code: the WebSocket close code to refuse it with.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendRoute:
+    """Where a ``/logs`` connection asked to go."""
+
+    session_id: str | None = None
+    call_sid: str | None = None
+    info: FrontendInfo = FrontendInfo()
+
+
+class Registry:
+    """Owns every session runner of the process."""
+
+    def __init__(self, options: SessionOptions, deps: RunnerDeps,
+                 clock: Callable[[], float] | None = None) -> None:
+        self._options = options
+        self._deps = deps
+        self._clock = clock
+        self.sessions: dict[str, SessionRunner] = {}
+        self._by_call_sid: dict[str, str] = {}
+        #: Bare /logs sessions in arrival order, waiting to be claimed by a call.
+        self._waiting: dict[str, None] = {}
+        #: Sessions a call created (rule 5) that no frontend has joined yet.
+        self._unwatched_calls: dict[str, None] = {}
+        self.ended_by_reason: Counter[str] = Counter()
+        self._log = get_logger(component="registry")
+
+    # -- creation -------------------------------------------------------------------
+
+    def _create(self, session_id: str, *, claimable: bool = False) -> SessionRunner:
+        clock = self._clock or asyncio.get_running_loop().time
+        session = Session(session_id, self._options, clock, claimable=claimable)
+        runner = SessionRunner(session, self._deps, self._forget)
+        self.sessions[session_id] = runner
+        self._log.info(Ev.SESSION_CREATED, sessionId=session_id, claimable=claimable)
+        return runner
+
+    def _live(self, session_id: str) -> SessionRunner | None:
+        runner = self.sessions.get(session_id)
+        if runner is None or runner.session.ended:
+            return None
+        return runner
+
+    # -- pairing ---------------------------------------------------------------------
+
+    def attach_frontend(self, route: FrontendRoute, conn: WireMixin) -> tuple[SessionRunner, int]:
+        """Attach a ``/logs`` connection to its session, creating it if needed.
+
+        Raises:
+            PairingRefused: the named session is ending right now.
+        """
+        runner: SessionRunner | None = None
+        if route.session_id is not None:
+            runner = self._live(route.session_id)
+            if runner is None:
+                if route.session_id in self.sessions:
+                    raise PairingRefused("that session is ending; start a new one", 1013)
+                runner = self._create(route.session_id)
+        elif route.call_sid is not None:
+            known = self._by_call_sid.get(route.call_sid)
+            runner = self._live(known) if known else None
+            if runner is None:
+                runner = self._create(str(uuid.uuid4()))
+                self._by_call_sid[route.call_sid] = runner.id
+        else:
+            while self._unwatched_calls and runner is None:
+                sid = next(iter(self._unwatched_calls))
+                del self._unwatched_calls[sid]
+                runner = self._live(sid)
+            if runner is None:
+                runner = self._create(str(uuid.uuid4()), claimable=True)
+                self._waiting[runner.id] = None
+        self._unwatched_calls.pop(runner.id, None)
+        fid = runner.attach_frontend(conn, route.info)
+        return runner, fid
+
+    def attach_call(self, start: twilio.Start, path_session_id: str | None,
+                    conn: WireMixin) -> SessionRunner:
+        """Pair a started call with its session (rules in the module docstring).
+
+        Raises:
+            PairingRefused: the session already has a call, or its ID is invalid.
+        """
+        sid = path_session_id or start.custom_parameters.get("sessionId") or None
+        runner: SessionRunner | None = None
+        if sid is not None:
+            if not valid_session_id(sid):
+                raise PairingRefused("invalid sessionId", 1008)
+            runner = self._live(sid)
+            if runner is None:
+                if sid in self.sessions:
+                    raise PairingRefused("that session is ending", 1013)
+                runner = self._create(sid)
+        else:
+            known = self._by_call_sid.get(start.call_sid)
+            runner = self._live(known) if known else None
+            while runner is None and self._waiting:
+                waiting_id = next(iter(self._waiting))
+                del self._waiting[waiting_id]
+                runner = self._live(waiting_id)
+            if runner is None:
+                if start.call_sid in self.sessions:
+                    raise PairingRefused("a session for this call already exists", 4009)
+                runner = self._create(start.call_sid)
+                self._unwatched_calls[runner.id] = None
+        if runner.session.call is not None or runner.session.state is not State.WAITING:
+            raise PairingRefused("this session already has a call", 4009)
+        self._waiting.pop(runner.id, None)
+        self._by_call_sid[start.call_sid] = runner.id
+        runner.attach_call(conn, start)
+        return runner
+
+    # -- ending ------------------------------------------------------------------------
+
+    def _forget(self, runner: SessionRunner) -> None:
+        if self.sessions.get(runner.id) is runner:
+            del self.sessions[runner.id]
+        self._waiting.pop(runner.id, None)
+        self._unwatched_calls.pop(runner.id, None)
+        for call_sid in [k for k, v in self._by_call_sid.items() if v == runner.id]:
+            del self._by_call_sid[call_sid]
+        reason = runner.session.end_reason
+        self.ended_by_reason[reason.value if reason else "unknown"] += 1
+
+    async def end_all(self, reason: EndReason) -> int:
+        """End every session for ``reason`` and wait for their teardowns.
+
+        Returns how many sessions were ended.
+        """
+        runners = list(self.sessions.values())
+        for runner in runners:
+            runner.end(reason)
+        if runners:
+            await asyncio.gather(*(runner.wait_done() for runner in runners))
+        return len(runners)
+
+    async def reset_all_sessions(self) -> int:
+        """End every session and clear every waiting frontend (operators, tests)."""
+        self._log.info(Ev.RESET_ALL, sessions=len(self.sessions))
+        ended = await self.end_all(EndReason.RESET)
+        self._waiting.clear()
+        self._unwatched_calls.clear()
+        return ended
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Sessions, waiting frontends, and open connections by kind."""
+        waiting = 0
+        calls = frontends = upstreams = 0
+        for runner in self.sessions.values():
+            if runner.id in self._waiting:
+                waiting += len(runner.frontends)
+            frontends += len(runner.frontends)
+            if runner.call is not None and not runner.done and runner.call_open:
+                calls += 1
+            if runner.upstream is not None and runner.upstream.is_open:
+                upstreams += 1
+        return {
+            "sessions": len(self.sessions),
+            "waitingFrontends": waiting,
+            "call": calls,
+            "frontend": frontends,
+            "upstream": upstreams,
+        }

@@ -1,0 +1,282 @@
+"""The websockets server: routes paths, answers HTTP, owns shutdown.
+
+One port serves Twilio (``/call``), browsers (``/logs``) and plain HTTP. Each
+WebSocket handler attaches its connection to a session through the
+:class:`~relay.registry.Registry` and then only waits for the connection to
+end; messages flow through the sinks of :mod:`relay.wire`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from relay import httpapi, twilio
+from relay.closecodes import CloseCode
+from relay.config import Settings
+from relay.errors import BadInput
+from relay.httpbody import body_reading_connection
+from relay.logs import Ev, get_logger
+from relay.registry import FrontendRoute, PairingRefused, Registry, valid_session_id
+from relay.routes import BadPath, CallRoute, HttpRoute, LogsRoute, parse_route
+from relay.runner import RunnerDeps
+from relay.session import EndReason, FrontendInfo, SessionOptions
+from relay.tools import ToolBox, default_toolbox
+from relay.upstream.local import LocalModel
+from relay.upstream.openai import open_realtime
+from relay.upstream.peer import LocalPeer, UpstreamPeer
+from relay.wire import WireMixin
+
+#: Largest message accepted per endpoint. A Twilio media frame is ~300 bytes;
+#: its start message with custom parameters a few KiB.
+MAX_CALL_MESSAGE = 16 * 1024
+MAX_FRONTEND_MESSAGE = 64 * 1024
+
+
+def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
+    """The per-session knobs from the process settings."""
+    return SessionOptions(
+        tools=tuple(toolbox.schemas),
+        default_voice=settings.voice,
+        transcription_model=settings.transcription_model,
+        greet_first=settings.greet_first,
+        mark_interval_ms=settings.mark_interval_ms,
+        pre_open_audio_frames=settings.pre_open_audio_frames,
+        resume_grace_s=settings.resume_grace_s,
+        farewell_timeout_s=settings.farewell_timeout_s,
+    )
+
+
+class RelayServer:
+    """relay's server: start it, serve, close it once."""
+
+    def __init__(self, settings: Settings, *, toolbox: ToolBox | None = None) -> None:
+        self.settings = settings
+        self.toolbox = toolbox or default_toolbox()
+        deps = RunnerDeps(
+            connect_upstream=self._connect_upstream,
+            toolbox=self.toolbox,
+            close_timeout_s=settings.close_timeout_s,
+        )
+        self.registry = Registry(session_options(settings, self.toolbox), deps)
+        self._server: Server | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._handlers = {"call": 0, "frontend": 0}
+        self._log = get_logger(component="server")
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``HOST:PORT``; returns once the socket is bound."""
+        connection_class = type(
+            "RelayServerConnection",
+            (WireMixin, body_reading_connection(self.settings.max_http_body)),
+            {},
+        )
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            process_request=self._process_request,
+            create_connection=connection_class,
+            compression=None,
+            max_size=MAX_FRONTEND_MESSAGE,
+            open_timeout=10,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=self.settings.close_timeout_s,
+        )
+        model = "local" if self.settings.uses_local_model else "openai"
+        self._log.info(Ev.SERVER_STARTED, host=self.settings.host, port=self.port, model=model)
+        if self.settings.uses_local_model:
+            self._log.info(Ev.MODEL_LOCAL)
+        else:
+            self._log.info(Ev.MODEL_OPENAI, url=self.settings.openai_realtime_url)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``PORT=0``)."""
+        assert self._server is not None, "server not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called."""
+        assert self._server is not None, "server not started"
+        await self._server.wait_closed()
+        if self._closing is not None:
+            await self._closing
+
+    def close(self) -> asyncio.Task[None]:
+        """Stop accepting, end every session (``shutdown``), close; idempotent.
+
+        Returns the shutdown task; await it (or :meth:`wait_closed`).
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._shutdown())
+        return self._closing
+
+    async def wait_closed(self) -> None:
+        """Wait for a shutdown started by :meth:`close`."""
+        await self.close()
+
+    async def _shutdown(self) -> None:
+        self._log.info(Ev.SERVER_STOPPING, sessions=len(self.registry.sessions))
+        if self._server is not None:
+            # Stop accepting first so no session is born during the drain.
+            self._server.close(close_connections=False)
+        await self.registry.end_all(EndReason.SHUTDOWN)
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        self._log.info(Ev.SERVER_STOPPED)
+
+    # -- model ------------------------------------------------------------------------
+
+    async def _connect_upstream(self, session_id: str) -> UpstreamPeer:
+        s = self.settings
+        if s.uses_local_model:
+            return LocalPeer(LocalModel())
+        return await open_realtime(
+            s.openai_realtime_url,
+            s.openai_api_key,
+            attempts=s.upstream_connect_attempts,
+            backoff_initial=s.upstream_backoff_initial_s,
+            backoff_max=s.upstream_backoff_max_s,
+            open_timeout=s.upstream_open_timeout_s,
+            session_id=session_id,
+        )
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` document."""
+        counts = self.registry.counts()
+        return {
+            "status": "ok" if self._closing is None else "shutting_down",
+            "model": "local" if self.settings.uses_local_model else "openai",
+            "sessions": counts["sessions"],
+            "waitingFrontends": counts["waitingFrontends"],
+            "connections": {
+                # Streams still waiting for their start count as calls too.
+                "call": max(counts["call"], self._handlers["call"]),
+                "frontend": max(counts["frontend"], self._handlers["frontend"]),
+                "upstream": counts["upstream"],
+            },
+            "endedByReason": dict(self.registry.ended_by_reason),
+        }
+
+    # -- HTTP and routing ---------------------------------------------------------------
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        try:
+            route = parse_route(request.path)
+        except BadPath as exc:
+            return httpapi.error_response(404, "not_found", str(exc))
+        if isinstance(route, HttpRoute):
+            endpoint = httpapi.ENDPOINTS.get(route.path)
+            if endpoint is None:
+                return httpapi.error_response(404, "not_found", f"no endpoint {route.path}")
+            return await endpoint(self, request, route)
+        if request.method != "GET":
+            return httpapi.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
+        if isinstance(route, LogsRoute):
+            if route.session_id is not None and not valid_session_id(route.session_id):
+                return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
+            if route.dialect not in (None, "ga", "beta"):
+                return httpapi.error_response(400, "bad_dialect", "dialect must be ga or beta")
+            conn.protocol.max_size = MAX_FRONTEND_MESSAGE
+        else:
+            if route.session_id is not None and not valid_session_id(route.session_id):
+                return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
+            conn.protocol.max_size = MAX_CALL_MESSAGE
+        conn.relay_route = route  # type: ignore[attr-defined]
+        return None
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        route = conn.relay_route  # type: ignore[attr-defined]
+        assert isinstance(conn, WireMixin)
+        if isinstance(route, CallRoute):
+            await self._handle_call(conn, route)
+        else:
+            await self._handle_frontend(conn, route)
+        if conn.close_task is not None:
+            await conn.close_task
+
+    async def _handle_frontend(self, conn: WireMixin, route: LogsRoute) -> None:
+        log = self._log.bind(sessionId=route.session_id, callSid=route.call_sid)
+        log.info(Ev.FRONTEND_SETUP)
+        info = FrontendInfo(
+            dialect=route.dialect or self.settings.frontend_dialect,
+            wants_audio=route.wants_audio,
+        )
+        try:
+            runner, fid = self.registry.attach_frontend(
+                FrontendRoute(route.session_id, route.call_sid, info), conn
+            )
+        except PairingRefused as exc:
+            log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
+            conn.close_soon(exc.code, str(exc))
+            return
+        self._handlers["frontend"] += 1
+        try:
+            await conn.wait_closed()  # type: ignore[attr-defined]
+        finally:
+            self._handlers["frontend"] -= 1
+            runner.detach_frontend(fid)
+            log.info(Ev.FRONTEND_CLOSED, sessionId=runner.id, code=conn.close_code)  # type: ignore[attr-defined]
+
+    async def _handle_call(self, conn: WireMixin, route: CallRoute) -> None:
+        log = self._log.bind(sessionId=route.session_id)
+        log.info(Ev.CALL_CONNECTED)
+        loop = asyncio.get_running_loop()
+        paired: asyncio.Future[Any] = loop.create_future()
+
+        def before_start(text: str) -> None:
+            # Pairing happens right here, inside the data callback, so no
+            # media frame can slip in between `start` and the session's sink.
+            if paired.done():
+                return
+            try:
+                msg = twilio.parse_message(text)
+                if isinstance(msg, twilio.Connected):
+                    return
+                if not isinstance(msg, twilio.Start):
+                    raise BadInput(f"{type(msg).__name__.lower()} before start", code="wrong_order")
+                runner = self.registry.attach_call(msg, route.session_id, conn)
+            except BadInput as exc:
+                log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+                conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
+                paired.set_result(None)
+                return
+            except PairingRefused as exc:
+                log.warning(Ev.CALL_REFUSED, code=exc.code, detail=str(exc))
+                conn.close_soon(exc.code, str(exc))
+                paired.set_result(None)
+                return
+            log.info(Ev.CALL_STARTED, sessionId=runner.id, callSid=msg.call_sid,
+                     streamSid=msg.stream_sid)
+            paired.set_result(runner)
+
+        conn.set_sinks(before_start)
+        self._handlers["call"] += 1
+        runner = None
+        try:
+            closed = loop.create_task(conn.wait_closed())  # type: ignore[attr-defined]
+            try:
+                done, _ = await asyncio.wait(
+                    {paired, closed}, timeout=self.settings.call_start_timeout_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    log.warning(Ev.CALL_REFUSED, code="start_timeout")
+                    conn.close_soon(CloseCode.START_TIMEOUT, "no start message in time")
+                runner = paired.result() if paired.done() else None
+                await closed
+            finally:
+                closed.cancel()
+        finally:
+            self._handlers["call"] -= 1
+            if runner is not None:
+                runner.call_closed()
+            log.info(Ev.CALL_CLOSED, code=conn.close_code)  # type: ignore[attr-defined]

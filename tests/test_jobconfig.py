@@ -1,0 +1,374 @@
+"""Tests for relay.jobconfig: validating a job configuration and building session.update."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from relay.jobconfig import (
+    END_INTERVIEW_TOOL,
+    GA_VOICES,
+    JobConfig,
+    JobConfigError,
+    build_instructions,
+    build_session_update,
+    jobconfig_summary,
+    parse_job_config,
+)
+from relay.upstream.dialect import session_to_ga
+
+TOOL = {
+    "type": "function",
+    "name": "end_interview",
+    "description": "Hang up.",
+    "parameters": {"type": "object", "properties": {}},
+}
+
+
+# --- parse_job_config ---------------------------------------------------------------
+
+
+def test_accepts_camel_case_keys() -> None:
+    """camelCase keys from the JavaScript frontend map onto the dataclass fields."""
+    cfg = parse_job_config(
+        {
+            "role": "Backend Engineer",
+            "company": "Acme",
+            "jobDescription": "Build APIs.",
+            "interviewStyle": "technical",
+            "candidateName": "Ada",
+            "durationMinutes": 15,
+            "voice": "cedar",
+            "language": "English",
+        }
+    )
+    assert cfg == JobConfig(
+        role="Backend Engineer",
+        company="Acme",
+        job_description="Build APIs.",
+        interview_style="technical",
+        candidate_name="Ada",
+        duration_minutes=15,
+        voice="cedar",
+        language="English",
+    )
+
+
+def test_accepts_snake_case_keys() -> None:
+    """snake_case spellings are accepted too."""
+    cfg = parse_job_config(
+        {
+            "job_description": "Build APIs.",
+            "interview_style": "tough",
+            "candidate_name": "Ada",
+            "duration_minutes": 5,
+        }
+    )
+    assert (cfg.job_description, cfg.interview_style, cfg.candidate_name, cfg.duration_minutes) == (
+        "Build APIs.",
+        "tough",
+        "Ada",
+        5,
+    )
+
+
+def test_every_field_has_a_wire_key() -> None:
+    """Each JobConfig field can be set from its snake_case key."""
+    for field in dataclasses.fields(JobConfig):
+        value = 10 if field.name == "duration_minutes" else ("ash" if field.name == "voice" else "x")
+        assert getattr(parse_job_config({field.name: value}), field.name) == value
+
+
+def test_strings_are_stripped_and_blank_means_unset() -> None:
+    """Whitespace is trimmed; blank strings and nulls count as not given."""
+    cfg = parse_job_config({"role": "  Designer \n", "company": "   ", "language": None})
+    assert cfg == JobConfig(role="Designer")
+
+
+def test_rejects_non_object() -> None:
+    """A config that is not a JSON object is refused."""
+    for value in (None, [], "role", 3):
+        with pytest.raises(JobConfigError, match="JSON object"):
+            parse_job_config(value)
+
+
+def test_unknown_keys_are_listed() -> None:
+    """Unknown keys (typos) are refused and every one is named."""
+    with pytest.raises(JobConfigError) as info:
+        parse_job_config({"role": "Dev", "jobDescripton": "x", "tone": "y"})
+    assert "jobDescripton" in str(info.value) and "tone" in str(info.value)
+
+
+def test_wrong_type_names_the_field() -> None:
+    """A non-string value for a text field is refused, naming the field."""
+    with pytest.raises(JobConfigError, match="jobDescription"):
+        parse_job_config({"jobDescription": ["a", "b"]})
+
+
+def test_length_caps() -> None:
+    """Long fields allow 8000 characters and short ones 200; one more is refused."""
+    assert parse_job_config({"jobDescription": "x" * 8000}).job_description == "x" * 8000
+    assert parse_job_config({"instructions": "x" * 8000}).instructions == "x" * 8000
+    assert parse_job_config({"role": "x" * 200}).role == "x" * 200
+    with pytest.raises(JobConfigError, match="jobDescription"):
+        parse_job_config({"jobDescription": "x" * 8001})
+    with pytest.raises(JobConfigError, match="instructions"):
+        parse_job_config({"instructions": "x" * 8001})
+    with pytest.raises(JobConfigError, match="company"):
+        parse_job_config({"company": "x" * 201})
+
+
+def test_error_does_not_echo_the_value() -> None:
+    """The error message names the field but does not repeat the long value."""
+    with pytest.raises(JobConfigError) as info:
+        parse_job_config({"jobDescription": "secret" * 2000})
+    assert "secret" not in str(info.value)
+
+
+def test_empty_config_is_refused() -> None:
+    """A config with no usable field is refused."""
+    for value in ({}, {"role": " ", "voice": None}):
+        with pytest.raises(JobConfigError, match="empty"):
+            parse_job_config(value)
+
+
+def test_voice_must_be_a_ga_voice() -> None:
+    """Only GA voices are accepted, case-insensitively, and returned lower-case."""
+    assert parse_job_config({"voice": "Marin"}).voice == "marin"
+    assert {parse_job_config({"voice": v}).voice for v in GA_VOICES} == set(GA_VOICES)
+    with pytest.raises(JobConfigError, match="voice"):
+        parse_job_config({"voice": "nova"})
+
+
+def test_duration_range_and_types() -> None:
+    """duration_minutes is a whole number from 1 to 60; digit strings are accepted."""
+    assert parse_job_config({"durationMinutes": 1}).duration_minutes == 1
+    assert parse_job_config({"durationMinutes": 60}).duration_minutes == 60
+    assert parse_job_config({"durationMinutes": " 20 "}).duration_minutes == 20
+    for bad in (0, 61, -5, True, 2.5, "ten", [10]):
+        with pytest.raises(JobConfigError, match="durationMinutes"):
+            parse_job_config({"durationMinutes": bad})
+
+
+def test_both_spellings_must_agree() -> None:
+    """The same field given in both spellings must carry the same value."""
+    assert parse_job_config({"jobDescription": "a", "job_description": "a"}).job_description == "a"
+    with pytest.raises(JobConfigError, match="job_description"):
+        parse_job_config({"jobDescription": "a", "job_description": "b"})
+
+
+def test_error_is_a_value_error() -> None:
+    """JobConfigError can be caught as ValueError."""
+    assert issubclass(JobConfigError, ValueError)
+
+
+# --- build_instructions -------------------------------------------------------------
+
+
+def test_explicit_instructions_win_verbatim() -> None:
+    """An explicit instructions override is used exactly as given."""
+    cfg = parse_job_config({"instructions": "Be a pirate.", "role": "Dev"})
+    assert build_instructions(cfg) == "Be a pirate."
+
+
+def test_composed_prompt_covers_the_job() -> None:
+    """The composed prompt names the role, company, description, style, candidate and language."""
+    cfg = parse_job_config(
+        {
+            "role": "Data Scientist",
+            "company": "Globex",
+            "jobDescription": "Model churn with Python.",
+            "interviewStyle": "behavioral",
+            "candidateName": "Grace",
+            "language": "Spanish",
+            "durationMinutes": 20,
+        }
+    )
+    text = build_instructions(cfg)
+    for needle in (
+        "Data Scientist",
+        "Globex",
+        "Model churn with Python.",
+        "behavioral",
+        "Grace",
+        "Spanish",
+        "20 minutes",
+    ):
+        assert needle in text
+    lower = text.lower()
+    assert "one question at a time" in lower
+    assert "phone call" in lower and "short" in lower
+    assert "greet grace" in lower
+    assert END_INTERVIEW_TOOL in text and "goodbye" in lower
+
+
+def test_composed_prompt_omits_missing_fields() -> None:
+    """Fields that were not given leave no empty placeholders behind."""
+    text = build_instructions(parse_job_config({"role": "Chef"}))
+    assert "Chef" in text and "None" not in text and "<job_description>" not in text
+
+
+def test_generic_prompt_without_config() -> None:
+    """With no config the prompt is a generic mock interview that still ends with the tool."""
+    text = build_instructions(None)
+    assert "interview" in text.lower() and END_INTERVIEW_TOOL in text
+    assert "one question at a time" in text.lower()
+
+
+# --- build_session_update -----------------------------------------------------------
+
+
+def test_session_update_shape() -> None:
+    """The event is the GA session.update with pcmu audio, server VAD and the tools."""
+    cfg = parse_job_config({"role": "Dev", "voice": "ash"})
+    event = build_session_update(cfg, tools=[TOOL])
+    assert event == {
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "output_modalities": ["audio"],
+            "instructions": build_instructions(cfg),
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcmu"},
+                    "transcription": {"model": "gpt-4o-mini-transcribe"},
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.5,
+                        "prefix_padding_ms": 300,
+                        "silence_duration_ms": 500,
+                        "create_response": True,
+                        "interrupt_response": True,
+                    },
+                },
+                "output": {"format": {"type": "audio/pcmu"}, "voice": "ash"},
+            },
+            "tools": [TOOL],
+            "tool_choice": "auto",
+        },
+    }
+
+
+def test_default_voice_and_transcription_model() -> None:
+    """Without a configured voice the default is used; the transcription model is a knob."""
+    event = build_session_update(None, tools=[], default_voice="cedar", transcription_model="whisper-1")
+    assert event["session"]["audio"]["output"]["voice"] == "cedar"
+    assert event["session"]["audio"]["input"]["transcription"] == {"model": "whisper-1"}
+    assert event["session"]["instructions"] == build_instructions(None)
+
+
+def test_include_voice_false_omits_voice() -> None:
+    """include_voice=False leaves the voice out, even one coming from extra."""
+    event = build_session_update(
+        parse_job_config({"voice": "sage"}),
+        tools=[],
+        include_voice=False,
+        extra={"audio": {"output": {"voice": "verse"}}},
+    )
+    assert event["session"]["audio"]["output"] == {"format": {"type": "audio/pcmu"}}
+
+
+def test_extra_is_deep_merged() -> None:
+    """extra merges object by object: untouched siblings survive, given values win."""
+    event = build_session_update(
+        None,
+        tools=[TOOL],
+        extra={
+            "instructions": "Custom.",
+            "audio": {"input": {"turn_detection": {"silence_duration_ms": 800}}},
+            "tools": [],
+            "max_output_tokens": 500,
+        },
+    )
+    session = event["session"]
+    assert session["instructions"] == "Custom."
+    assert session["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 800
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert session["tools"] == []
+    assert session["max_output_tokens"] == 500
+
+
+def test_extra_cannot_change_audio_format_or_type() -> None:
+    """Audio formats are forced back to pcmu and the session type stays realtime."""
+    event = build_session_update(
+        None,
+        tools=[],
+        extra={
+            "type": "transcription",
+            "audio": {
+                "input": {"format": {"type": "audio/pcm", "rate": 24000}},
+                "output": {"format": {"type": "audio/pcma"}},
+            },
+        },
+    )
+    session = event["session"]
+    assert session["type"] == "realtime"
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+    assert session["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+
+
+def test_extra_with_unusable_audio_still_yields_pcmu() -> None:
+    """A non-object audio value in extra cannot remove the forced formats."""
+    event = build_session_update(None, tools=[], extra={"audio": None})
+    assert event["session"]["audio"] == {
+        "input": {"format": {"type": "audio/pcmu"}},
+        "output": {"format": {"type": "audio/pcmu"}},
+    }
+
+
+def test_beta_session_from_dialect_as_extra() -> None:
+    """A beta session translated by the dialect merges in without changing the phone format."""
+    extra, dropped = session_to_ga(
+        {"modalities": ["text", "audio"], "voice": "coral", "input_audio_format": "pcm16", "temperature": 0.7}
+    )
+    session = build_session_update(None, tools=[], extra=extra)["session"]
+    assert dropped == ["temperature"]
+    assert session["audio"]["output"]["voice"] == "coral"
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+    assert session["output_modalities"] == ["audio"]
+
+
+def test_inputs_are_not_mutated_or_shared() -> None:
+    """The result shares no mutable state with the tools or extra passed in."""
+    tools = [copy.deepcopy(TOOL)]
+    extra = {"audio": {"input": {"turn_detection": {"threshold": 0.7}}}}
+    before = (copy.deepcopy(tools), copy.deepcopy(extra))
+    event = build_session_update(None, tools=tools, extra=extra)
+    event["session"]["tools"][0]["name"] = "changed"
+    event["session"]["audio"]["input"]["turn_detection"]["threshold"] = 0.1
+    assert (tools, extra) == before
+
+
+# --- jobconfig_summary --------------------------------------------------------------
+
+
+def test_summary_has_only_short_fields() -> None:
+    """The log summary keeps short fields and never the description, instructions or name."""
+    cfg = parse_job_config(
+        {
+            "role": "Dev",
+            "company": "Acme",
+            "jobDescription": "secret jd",
+            "instructions": "secret prompt",
+            "candidateName": "Ada",
+            "interviewStyle": "friendly",
+            "voice": "echo",
+        }
+    )
+    summary = jobconfig_summary(cfg)
+    assert summary == {
+        "role": "Dev",
+        "company": "Acme",
+        "interview_style": "friendly",
+        "voice": "echo",
+        "has_instructions": True,
+    }
+    assert jobconfig_summary(None) == {
+        "role": None,
+        "company": None,
+        "interview_style": None,
+        "voice": None,
+        "has_instructions": False,
+    }

@@ -39,6 +39,9 @@ def main() -> int:
         asyncio.run(run(settings))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        get_logger().error("❌ Cannot listen", host=settings.host, port=settings.port, error=str(exc))
+        return 1
     get_logger().info("👋 Bye")
     return 0
 

@@ -164,6 +164,7 @@ class RelayServer:
                 "upstream": counts["upstream"],
             },
             "endedByReason": dict(self.registry.ended_by_reason),
+            "resumeGraceS": self.settings.resume_grace_s,
         }
 
     # -- HTTP and routing ---------------------------------------------------------------

@@ -228,10 +228,13 @@ class Session:
         self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         if self.frontends or self.call is not None:
             return
-        if self.claimable:
-            # Nobody can come back to a bare /logs session: it has no name.
+        if self.claimable or (self.job_config is None and not self.overrides):
+            # Nobody can come back to a bare /logs session (it has no name),
+            # and a session holding no configuration has nothing to resume.
             self.end(EndReason.FRONTEND_LEFT)
         else:
+            # A refresh before the call arrives must not lose the queued
+            # configuration: keep it for the grace window.
             self._grace_deadline = self.clock() + self.options.resume_grace_s
 
     def on_frontend_message(self, fid: int, msg: fmsg.FrontendMessage) -> None:

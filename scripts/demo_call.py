@@ -158,7 +158,7 @@ async def run(url: str, seconds: float, wait: float) -> int:
         outbound = Counter(str(m.get("event")) for m in call.received)
         print(
             f"caller received {audio} bytes of audio ({audio / SAMPLE_RATE:.2f} s, "
-            f"{audio // FRAME_BYTES} frames); outbound {dict(outbound)}"
+            f"{audio // FRAME_BYTES} × 20 ms); messages to the call: {dict(outbound)}"
         )
         if call.protocol_errors:
             print(f"protocol errors on the call: {call.protocol_errors}")

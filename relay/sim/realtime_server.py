@@ -137,7 +137,13 @@ class RealtimeConnection:
     """
 
     def __init__(
-        self, ws: ServerConnection, *, echo_audio: bool, auto_session_updated: bool, model: str
+        self,
+        ws: ServerConnection,
+        *,
+        echo_audio: bool,
+        record_appends: bool,
+        auto_session_updated: bool,
+        model: str,
     ) -> None:
         assert ws.request is not None  # the handler only runs after the handshake
         self._ws = ws
@@ -152,6 +158,7 @@ class RealtimeConnection:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._echo_audio = echo_audio
+        self._record_appends = record_appends
         self._auto_session_updated = auto_session_updated
         self._event_prefix = f"event_{secrets.token_hex(4)}_"
         self._event_numbers = itertools.count(1)
@@ -161,7 +168,7 @@ class RealtimeConnection:
 
     @property
     def received(self) -> list[Message]:
-        """Every client event received, parsed, in arrival order."""
+        """Every client event received, parsed, in arrival order (appends if recorded)."""
         return self.inbox.messages
 
     async def wait_for(
@@ -208,11 +215,12 @@ class RealtimeConnection:
             self.unparsed.append(frame)
             await self.send_error("invalid_json", "The client event is not a JSON object.")
             return
-        self.inbox.add(event)
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
             # The benchmark's hot path: one dumps, no validation, no decoding of the audio.
             self.appended += 1
+            if self._record_appends:
+                self.inbox.add(event)
             if self._echo_audio:
                 reply = {
                     "type": "response.output_audio.delta",
@@ -225,7 +233,9 @@ class RealtimeConnection:
                 }
                 await self._ws.send(orjson.dumps(reply), text=True)
                 self.echoed += 1
-        elif kind == "session.update" and self._auto_session_updated:
+            return
+        self.inbox.add(event)
+        if kind == "session.update" and self._auto_session_updated:
             await self._update_session(event)
 
     async def _update_session(self, event: Message) -> None:
@@ -451,6 +461,8 @@ class RealtimeServer:
     Args:
         echo_audio: Answer each ``input_audio_buffer.append`` with an audio delta of the same
             audio (the benchmark's model).
+        record_appends: Keep ``input_audio_buffer.append`` events in ``received``; None (the
+            default) keeps them unless ``echo_audio``, so a long benchmark holds no audio.
         auto_session_updated: Answer each valid ``session.update`` with ``session.updated``.
         refuse_first: Refuse this many handshakes with HTTP ``refuse_status`` before accepting.
         refuse_status: The HTTP status of refused handshakes.
@@ -467,6 +479,7 @@ class RealtimeServer:
         self,
         *,
         echo_audio: bool = False,
+        record_appends: bool | None = None,
         auto_session_updated: bool = True,
         refuse_first: int = 0,
         refuse_status: int = 503,
@@ -475,6 +488,7 @@ class RealtimeServer:
         model: str = "gpt-realtime",
     ) -> None:
         self.echo_audio = echo_audio
+        self.record_appends = not echo_audio if record_appends is None else record_appends
         self.auto_session_updated = auto_session_updated
         self.refuse_first = refuse_first
         self.refuse_status = refuse_status
@@ -561,6 +575,7 @@ class RealtimeServer:
         connection = RealtimeConnection(
             ws,
             echo_audio=self.echo_audio,
+            record_appends=self.record_appends,
             auto_session_updated=self.auto_session_updated,
             model=self.model,
         )

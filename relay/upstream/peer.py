@@ -46,6 +46,7 @@ class LocalPeer:
         self._sink: TextSink | None = None
         self._closed = asyncio.Event()
         self._pending: list[str] = []
+        self._scheduled = False
         self.closing = False
         self.close_task: asyncio.Task[None] | None = None
         self._deliver(self._model.open())
@@ -67,12 +68,13 @@ class LocalPeer:
         return True
 
     def _deliver(self, events: list[str]) -> None:
-        first = not self._pending
         self._pending.extend(events)
-        if first and self._pending:
+        if self._pending and self._sink is not None and not self._scheduled:
+            self._scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        self._scheduled = False
         if self._sink is None or not self.is_open:
             return
         events, self._pending = self._pending, []

@@ -437,14 +437,24 @@ async def test_realtime_echoes_audio_and_counts_appends() -> None:
                 await client.send_json({"type": "input_audio_buffer.append", "audio": audio})
             kind = "response.output_audio.delta"
             deltas = [await client.wait_for(kind, timeout=WAIT) for _ in range(3)]
-            audio = [base64.b64decode(d["delta"]) for d in deltas]
-            assert audio == [bytes([n]) * 160 for n in range(3)]
+            echoed = [base64.b64decode(d["delta"]) for d in deltas]
+            assert echoed == [bytes([n]) * 160 for n in range(3)]
             fields = ["type", "event_id", "response_id", "item_id", "output_index"]
             assert list(deltas[0]) == fields + ["content_index", "delta"]
             # The first reply after session.created was an echo: session.update went unanswered.
             assert client.types()[:2] == ["session.created", "response.output_audio.delta"]
             connection = await server.next_connection(WAIT)
             assert (connection.appended, connection.echoed) == (3, 3)
+            assert [m["type"] for m in connection.received] == ["session.update"]
+
+
+async def test_realtime_records_appends_unless_echoing(realtime: RealtimeServer) -> None:
+    """Without echo_audio, appended audio is kept in received for the test to inspect."""
+    async with await open_client(realtime.url or "") as client:
+        await client.send_json({"type": "input_audio_buffer.append", "audio": "//8="})
+        connection = await realtime.next_connection(WAIT)
+        append = await connection.wait_for("input_audio_buffer.append", timeout=WAIT)
+        assert append["audio"] == "//8=" and connection.appended == 1 and connection.echoed == 0
 
 
 async def test_realtime_refuses_the_first_handshakes_and_counts_attempts() -> None:

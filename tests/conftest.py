@@ -1,0 +1,149 @@
+"""Shared fixtures: a real relay on 127.0.0.1 port 0, a fake Realtime model, peers.
+
+Every test that starts a relay also checks, after it stops, that nothing was
+left behind: no session, no open connection, no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from relay.config import Settings
+from relay.server import RelayServer
+from relay.sim.frontend import SimulatedFrontend
+from relay.sim.realtime_server import RealtimeServer
+from relay.sim.twilio_call import SimulatedCall
+from tests.timing import WAIT, t
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+def relay_settings(**overrides: Any) -> Settings:
+    """Settings for a relay under test: loopback, port 0, sub-second timers."""
+    base = Settings(
+        host="127.0.0.1",
+        port=0,
+        model="openai",
+        openai_api_key=API_KEY,
+        upstream_connect_attempts=3,
+        upstream_backoff_initial_s=t(0.01),
+        upstream_backoff_max_s=t(0.02),
+        upstream_open_timeout_s=t(2.0),
+        resume_grace_s=t(0.3),
+        farewell_timeout_s=t(3.0),
+        call_start_timeout_s=t(1.0),
+        close_timeout_s=t(1.0),
+        greet_first=False,
+    )
+    return base.replace(**overrides)
+
+
+@dataclass
+class Relay:
+    """A running relay under test and helpers to reach it."""
+
+    server: RelayServer
+    model: RealtimeServer
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    async def frontend(self, path: str = "/logs", **kwargs: Any) -> SimulatedFrontend:
+        return await SimulatedFrontend.connect(self.url, path, **kwargs)
+
+    async def call(self, path: str = "/call", **kwargs: Any) -> SimulatedCall:
+        return await SimulatedCall.connect(self.url, path, **kwargs)
+
+    async def get_json(self, path: str) -> Any:
+        async with aiohttp.ClientSession() as http, http.get(self.http + path) as resp:
+            return await resp.json()
+
+    async def health(self) -> dict[str, Any]:
+        return self.server.health()
+
+    async def wait_until_waiting(self, count: int, timeout: float = WAIT) -> None:
+        """Wait until ``count`` frontends wait on a bare /logs."""
+        await wait_until(lambda: self.server.health()["waitingFrontends"] == count, timeout,
+                         f"{count} waiting frontends")
+
+    async def wait_idle(self, timeout: float = WAIT) -> None:
+        """Wait until no session and no connection is left."""
+        await wait_until(lambda: _idle(self.server.health()), timeout, "relay to be idle")
+
+
+def _idle(health: dict[str, Any]) -> bool:
+    return health["sessions"] == 0 and not any(health["connections"].values())
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Poll ``predicate`` on every loop turn until it holds or ``timeout`` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.005)
+
+
+RelayFactory = Callable[..., Awaitable[Relay]]
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[RealtimeServer]:
+    """A fake OpenAI Realtime (GA) server on loopback."""
+    server = RealtimeServer(api_key=API_KEY)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def make_relay(model: RealtimeServer) -> AsyncIterator[RelayFactory]:
+    """Start relays with settings overrides; stop them and check for leaks after."""
+    started: list[RelayServer] = []
+
+    async def factory(**overrides: Any) -> Relay:
+        overrides.setdefault("openai_realtime_url", model.url)
+        server = RelayServer(relay_settings(**overrides))
+        await server.start()
+        started.append(server)
+        return Relay(server, model)
+
+    yield factory
+    for server in started:
+        await asyncio.wait_for(server.close(), WAIT)
+        health = server.health()
+        assert health["sessions"] == 0, health
+        assert not any(health["connections"].values()), health
+    await model.stop()
+    await _no_tasks_left()
+
+
+@pytest.fixture
+async def relay(make_relay: RelayFactory) -> Relay:
+    """A relay with test settings, talking to the fake model."""
+    return await make_relay()
+
+
+async def _no_tasks_left() -> None:
+    current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        others = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+        if not others:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"tasks left running: {others}")
+        await asyncio.sleep(0.01)

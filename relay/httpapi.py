@@ -34,6 +34,9 @@ def respond(status: int, body: bytes | str, content_type: str, **headers: str) -
     h["Content-Type"] = content_type
     h["Content-Length"] = str(len(data))
     h["Cache-Control"] = "no-store"
+    # websockets closes the connection after any non-upgrade response; say so,
+    # or keep-alive clients reuse a dead socket.
+    h["Connection"] = "close"
     for name, value in headers.items():
         h[name.replace("_", "-")] = value
     return Response(status, status_enum.phrase, h, data)

@@ -186,11 +186,11 @@ class RelayServer:
                 return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
             if route.dialect not in (None, "ga", "beta"):
                 return httpapi.error_response(400, "bad_dialect", "dialect must be ga or beta")
-            conn.protocol.max_size = MAX_FRONTEND_MESSAGE
+            conn.protocol.max_message_size = MAX_FRONTEND_MESSAGE
         else:
             if route.session_id is not None and not valid_session_id(route.session_id):
                 return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
-            conn.protocol.max_size = MAX_CALL_MESSAGE
+            conn.protocol.max_message_size = MAX_CALL_MESSAGE
         conn.relay_route = route  # type: ignore[attr-defined]
         return None
 

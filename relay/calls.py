@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import structlog
 
 from relay.logs import get_logger
 from relay.upstream.openai import backoff_delays
@@ -214,7 +215,7 @@ class CallHangUp:
         return result
 
     async def _update(
-        self, call_sid: str, status: str, log: Any
+        self, call_sid: str, status: str, log: structlog.stdlib.BoundLogger
     ) -> tuple[HangUpResult, str | None]:
         """POST one status update with retries; return the result and Twilio's call status."""
         url = f"{self._base_url}/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"

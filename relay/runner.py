@@ -132,6 +132,7 @@ class SessionRunner:
         """A frontend's connection closed."""
         if self.frontends.pop(fid, None) is None:
             return
+        self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         self.session.remove_frontend(fid)
         self._flush()
 

@@ -225,7 +225,6 @@ class Session:
         """A frontend's connection closed (without ``session.end``)."""
         if self.frontends.pop(fid, None) is None or self.ended:
             return
-        self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         if self.frontends or self.call is not None:
             return
         if self.claimable or (self.job_config is None and not self.overrides):

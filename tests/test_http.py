@@ -1,0 +1,84 @@
+"""relay's HTTP endpoints on the WebSocket port: /twiml, /health, /public-url, /tools."""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+
+import aiohttp
+
+from tests.conftest import Relay, RelayFactory
+
+
+async def test_twiml_get_with_session_id(make_relay: RelayFactory) -> None:
+    """GET /twiml?sessionId= connects the call to wss://PUBLIC_URL/call with the parameter."""
+    relay = await make_relay(public_url="https://relay.example.com")
+    sid = str(uuid.uuid4())
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{relay.http}/twiml?sessionId={sid}") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/xml")
+            root = ET.fromstring(await resp.text())
+    stream = root.find("./Connect/Stream")
+    assert stream is not None and stream.get("url") == "wss://relay.example.com/call"
+    param = stream.find("Parameter")
+    assert param is not None and param.get("name") == "sessionId" and param.get("value") == sid
+
+
+async def test_twiml_post_form_from_twilio(make_relay: RelayFactory) -> None:
+    """Twilio's default POST webhook (form body) works, sessionId from the form."""
+    relay = await make_relay(public_url="https://relay.example.com")
+    form = {"CallSid": "CA" + "0" * 32, "AccountSid": "AC" + "1" * 32, "sessionId": "abc-123"}
+    async with aiohttp.ClientSession() as http, http.post(relay.http + "/twiml", data=form) as resp:
+        assert resp.status == 200
+        root = ET.fromstring(await resp.text())
+    param = root.find("./Connect/Stream/Parameter")
+    assert param is not None and param.get("value") == "abc-123"
+
+
+async def test_twiml_without_session_id_has_no_parameter(relay: Relay) -> None:
+    """Without a sessionId the TwiML carries no Parameter (pairing falls back to other rules)."""
+    async with aiohttp.ClientSession() as http, http.post(relay.http + "/twiml") as resp:
+        root = ET.fromstring(await resp.text())
+    assert root.find("./Connect/Stream/Parameter") is None
+
+
+async def test_twiml_body_over_the_cap_is_refused(make_relay: RelayFactory) -> None:
+    """A webhook body over RELAY_MAX_HTTP_BODY is refused with 413."""
+    relay = await make_relay(max_http_body=1024)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.http + "/twiml", data={"x": "y" * 5000}) as resp:
+            assert resp.status == 413
+
+
+async def test_health_counts(relay: Relay) -> None:
+    """/health reports sessions, waiting frontends and open connections by kind."""
+    idle = await relay.get_json("/health")
+    assert idle["status"] == "ok" and idle["sessions"] == 0 and idle["model"] == "openai"
+    assert idle["connections"] == {"call": 0, "frontend": 0, "upstream": 0}
+    waiting = await relay.frontend("/logs")
+    sid = str(uuid.uuid4())
+    fe = await relay.frontend(f"/logs/{sid}")
+    call = await relay.call(f"/call/{sid}")
+    await call.start()
+    upstream = await relay.model.next_connection()
+    await upstream.wait_for("session.update")
+    busy = await relay.get_json("/health")
+    assert busy["sessions"] == 2 and busy["waitingFrontends"] == 1
+    assert busy["connections"] == {"call": 1, "frontend": 2, "upstream": 1}
+    await call.hang_up()
+    await fe.wait_closed()
+    await waiting.close()
+    await relay.wait_idle()
+    done = await relay.get_json("/health")
+    assert done["endedByReason"] == {"caller_hung_up": 1, "frontend_left": 1}
+
+
+async def test_public_url_and_tools(make_relay: RelayFactory) -> None:
+    """/public-url and /tools answer as the reference demo's web app expects."""
+    relay = await make_relay(public_url="https://relay.example.com")
+    assert await relay.get_json("/public-url") == {"publicUrl": "https://relay.example.com"}
+    tools = await relay.get_json("/tools")
+    names = [tool["name"] for tool in tools]
+    assert "end_interview" in names
+    assert all(tool["type"] == "function" and "parameters" in tool for tool in tools)

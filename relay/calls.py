@@ -228,7 +228,7 @@ class CallHangUp:
                 async with self._http().post(
                     url, data={"Status": status}, auth=self._auth, timeout=self._timeout
                 ) as resp:
-                    body = await _json_or_none(resp)
+                    body = await json_or_none(resp)
                     verdict = classify(resp.status, body)
                     error = f"HTTP {resp.status}"
                     hint = retry_after(resp.headers)
@@ -275,7 +275,7 @@ class CallHangUp:
         await self.close()
 
 
-async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
+async def json_or_none(resp: aiohttp.ClientResponse) -> Any:
     """The response's JSON body, or ``None`` if it has none or it is not JSON."""
     try:
         return await resp.json(content_type=None)

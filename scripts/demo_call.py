@@ -33,7 +33,8 @@ except ImportError:  # run from a checkout without installing: scripts/ sits nex
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from relay.sim.frontend import SimulatedFrontend
-from relay.sim.twilio_call import FRAME_BYTES, SAMPLE_RATE, PeerClosed, SimError, SimulatedCall
+from relay.sim.inbox import PeerClosed, SimError
+from relay.sim.twilio_call import FRAME_BYTES, SAMPLE_RATE, SimulatedCall
 
 JOB_CONFIG = {
     "role": "Backend Engineer",

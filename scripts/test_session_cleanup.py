@@ -46,7 +46,8 @@ import orjson
 from websockets.exceptions import WebSocketException
 
 from relay.sim.frontend import SimulatedFrontend
-from relay.sim.twilio_call import SimError, SimulatedCall, WaitTimeout
+from relay.sim.inbox import SimError, WaitTimeout
+from relay.sim.twilio_call import SimulatedCall
 
 JOB_A = {"role": "Backend Engineer", "company": "Acme"}
 JOB_B = {"role": "Data Scientist", "company": "Globex"}

@@ -8,19 +8,20 @@ events, ``call.status_changed``, …), with race-free waits by message ``type``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, Self
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 from websockets.datastructures import HeadersLike
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
-from relay.sim.twilio_call import Inbox, Message, Predicate, WaitTimeout, ws_url
+from relay.sim.inbox import Inbox, Waiting, WaitTimeout
+from relay.sim.twilio_call import ws_url
 
 
-class SimulatedFrontend:
+class SimulatedFrontend(Waiting):
     """One simulated browser connection to the relay.
 
     Create it with :meth:`connect`. A background reader records every message from the relay
@@ -95,34 +96,12 @@ class SimulatedFrontend:
 
     # --- Receiving ----------------------------------------------------------------------------
 
-    @property
-    def received(self) -> list[Message]:
-        """Every JSON object the relay sent, in arrival order."""
-        return self.inbox.messages
 
     def types(self) -> list[Any]:
         """The ``type`` of every message received so far, in order (handy in assertions)."""
         return [message.get("type") for message in self.inbox.messages]
 
-    async def wait_for(
-        self, type: str, predicate: Predicate | None = None, timeout: float = 5.0
-    ) -> Message:
-        """Return the earliest message of this ``type`` (and predicate) not returned before.
 
-        Raises:
-            WaitTimeout: Nothing matched within ``timeout`` seconds.
-            PeerClosed: The connection ended and nothing received matches.
-        """
-        return await self.inbox.wait((type,), predicate, timeout)
-
-    async def wait_for_any(
-        self,
-        types: Collection[str] | None = None,
-        predicate: Predicate | None = None,
-        timeout: float = 5.0,
-    ) -> Message:
-        """Like :meth:`wait_for`, for any of ``types`` (any message if None)."""
-        return await self.inbox.wait(types, predicate, timeout)
 
     async def _read(self) -> None:
         try:

@@ -72,7 +72,7 @@ class FakeHeygenApi:
         #: IDs stopped through the API, in order.
         self.stopped: list[str] = []
         self.requests: list[RecordedRequest] = []
-        self._failures: list[int] = []
+        self._failures: dict[str | None, list[int]] = {}
         self._arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._base_url = ""
@@ -117,9 +117,14 @@ class FakeHeygenApi:
         """Make ``session_id`` a live session."""
         self.live[session_id] = status
 
-    def fail_next(self, status: int = 503, times: int = 1) -> None:
-        """Answer the next ``times`` requests (any endpoint) with ``status``."""
-        self._failures.extend([status] * times)
+    def fail_next(
+        self, status: int = 503, times: int = 1, *, session_id: str | None = None
+    ) -> None:
+        """Answer the next ``times`` requests with ``status``.
+
+        With ``session_id``, only stops of that session fail; otherwise any request does.
+        """
+        self._failures.setdefault(session_id, []).extend([status] * times)
 
     async def wait_for_request(
         self, predicate: Callable[[RecordedRequest], bool] = lambda _: True, timeout: float = 5.0
@@ -159,9 +164,12 @@ class FakeHeygenApi:
         return response
 
     def _answer(self, request: web.Request, record: RecordedRequest) -> web.Response:
-        if self._failures:
-            status = self._failures.pop(0)
-            return heygen_json(status, status, "Service temporarily unavailable")
+        target = record.body.get("session_id") if isinstance(record.body, dict) else None
+        for key in (target, None):
+            failures = self._failures.get(key) if isinstance(key, str) or key is None else None
+            if failures:
+                status = failures.pop(0)
+                return heygen_json(status, status, "Service temporarily unavailable")
         if record.api_key != self._api_key:
             return heygen_json(401, 400112, "Unauthorized")
         route = (request.method, request.path)

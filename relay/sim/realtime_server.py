@@ -22,7 +22,6 @@ import base64
 import itertools
 import secrets
 import time
-from collections.abc import Collection
 from typing import Any, Self
 
 import orjson
@@ -31,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from relay.sim.twilio_call import Inbox, Message, Predicate, WaitTimeout
+from relay.sim.inbox import Inbox, Message, Waiting, WaitTimeout
 
 #: Beta session fields the GA API rejects, and where GA moved them.
 BETA_ONLY_SESSION_FIELDS = {
@@ -122,7 +121,7 @@ def merge_session(base: dict[str, Any], update: dict[str, Any]) -> None:
             base[key] = value
 
 
-class RealtimeConnection:
+class RealtimeConnection(Waiting):
     """One client connection to the fake server, seen from the server side.
 
     Attributes:
@@ -166,30 +165,8 @@ class RealtimeConnection:
         self._echo_item_id = new_id("item")
         self._response_id: str | None = None
 
-    @property
-    def received(self) -> list[Message]:
-        """Every client event received, parsed, in arrival order (appends if recorded)."""
-        return self.inbox.messages
 
-    async def wait_for(
-        self, type: str, predicate: Predicate | None = None, timeout: float = 5.0
-    ) -> Message:
-        """Return the earliest client event of this ``type`` (and predicate) not returned before.
 
-        Raises:
-            WaitTimeout: Nothing matched within ``timeout`` seconds.
-            PeerClosed: The connection ended and nothing received matches.
-        """
-        return await self.inbox.wait((type,), predicate, timeout)
-
-    async def wait_for_any(
-        self,
-        types: Collection[str] | None = None,
-        predicate: Predicate | None = None,
-        timeout: float = 5.0,
-    ) -> Message:
-        """Like :meth:`wait_for`, for any of ``types`` (any event if None)."""
-        return await self.inbox.wait(types, predicate, timeout)
 
     # --- The connection's life ----------------------------------------------------------------
 

@@ -24,13 +24,14 @@ Reference: https://www.twilio.com/docs/voice/api/call-resource#update-a-call-res
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
 from relay.sim.twilio_call import WaitTimeout
 
@@ -223,7 +224,9 @@ class FakeTwilioApi:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         match = _CALL_PATH.fullmatch(request.path)
         call_sid = match.group(2) if match else None
-        record = RecordedRequest(request.method, request.path, form, self._auth_ok(request), call_sid)
+        record = RecordedRequest(
+            request.method, request.path, form, self._auth_ok(request), call_sid
+        )
         self.requests.append(record)
         async with self._arrived:
             self._arrived.notify_all()
@@ -232,12 +235,14 @@ class FakeTwilioApi:
         return response
 
     def _auth_ok(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         try:
-            auth = BasicAuth.decode(header)
+            login, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except ValueError:
             return False
-        return auth.login == self.account_sid and auth.password == self._auth_token
+        return (
+            scheme.lower() == "basic" and login == self.account_sid and password == self._auth_token
+        )
 
     async def _answer(
         self, request: web.Request, record: RecordedRequest, match: re.Match[str] | None

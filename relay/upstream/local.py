@@ -31,12 +31,13 @@ import binascii
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
 
 import orjson
 
+from relay.g711 import linear_to_ulaw, tone, ulaw_rms, ulaw_to_linear
 from relay.upstream.dialect import GA_SESSION_FIELDS
 
 __all__ = ["DEFAULT_GREETING", "LocalModel", "linear_to_ulaw", "ulaw_rms", "ulaw_to_linear"]
@@ -55,49 +56,9 @@ _PCMU: Final = {"type": "audio/pcmu"}
 _CLIENT_ITEM_TYPES: Final = frozenset({"message", "function_call", "function_call_output"})
 
 
-# --- G.711 u-law (ITU-T G.711, the classic Sun g711.c algorithm) -------------------
-
-_ULAW_BIAS: Final = 0x84
-_ULAW_CLIP: Final = 32635
-
-
-def _decode_ulaw_byte(byte: int) -> int:
-    byte = ~byte & 0xFF  # u-law bytes are stored inverted
-    magnitude = ((((byte & 0x0F) << 3) + _ULAW_BIAS) << ((byte >> 4) & 0x07)) - _ULAW_BIAS
-    return -magnitude if byte & 0x80 else magnitude
-
-
-_ULAW_TO_LINEAR: Final = tuple(_decode_ulaw_byte(b) for b in range(256))
-_ULAW_SQUARED: Final = tuple(v * v for v in _ULAW_TO_LINEAR)
-
-
-def ulaw_to_linear(data: bytes) -> list[int]:
-    """Decode G.711 u-law bytes to 16-bit linear samples (0xFF and 0x7F are 0)."""
-    return [_ULAW_TO_LINEAR[b] for b in data]
-
-
-def linear_to_ulaw(samples: Iterable[int]) -> bytes:
-    """Encode 16-bit linear samples as G.711 u-law; values are clipped to +/-32635."""
-    out = bytearray()
-    for sample in samples:
-        magnitude = min(abs(int(sample)), _ULAW_CLIP) + _ULAW_BIAS
-        exponent = magnitude.bit_length() - 8  # 0..7 because 0x84 <= magnitude < 2**15
-        mantissa = (magnitude >> (exponent + 3)) & 0x0F
-        # Code words are sent inverted, and a set top bit on the wire means positive.
-        out.append(((exponent << 4) | mantissa) ^ (0x7F if sample < 0 else 0xFF))
-    return bytes(out)
-
-
-def ulaw_rms(data: bytes) -> float:
-    """Root mean square of u-law audio in 16-bit linear units (0.0 for no data)."""
-    if not data:
-        return 0.0
-    return math.sqrt(sum(_ULAW_SQUARED[b] for b in data) / len(data))
-
-
+# G.711 lives in relay.g711; re-exported for callers of this module.
 def _tone(ms: int, *, hz: float = 440.0, amplitude: int = 2000) -> bytes:
-    count = ms * BYTES_PER_MS
-    return linear_to_ulaw(round(amplitude * math.sin(2 * math.pi * hz * i / 8000)) for i in range(count))
+    return tone(ms, hz, amplitude)
 
 
 # --- the model ----------------------------------------------------------------------

@@ -18,11 +18,10 @@ from websockets.exceptions import InvalidStatus
 
 from relay.sim.frontend import SimulatedFrontend
 from relay.sim.realtime_server import RealtimeServer, session_update_error
+from relay.sim.inbox import PeerClosed, WaitTimeout
 from relay.sim.twilio_call import (
     FRAME_BYTES,
-    PeerClosed,
     SimulatedCall,
-    WaitTimeout,
     linear_to_ulaw,
     ulaw_silence,
     ulaw_tone,

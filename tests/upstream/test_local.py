@@ -9,7 +9,13 @@ from typing import Any
 import orjson
 
 from relay.upstream.dialect import event_to_beta
-from relay.upstream.local import DEFAULT_GREETING, LocalModel, linear_to_ulaw, ulaw_rms, ulaw_to_linear
+from relay.upstream.local import (
+    DEFAULT_GREETING,
+    LocalModel,
+    linear_to_ulaw,
+    ulaw_rms,
+    ulaw_to_linear,
+)
 
 SILENCE = b"\xff" * 160  # u-law 0xFF decodes to 0
 LOUD = bytes([0x00, 0x80]) * 80  # full-scale square wave

@@ -31,7 +31,7 @@ class Settings:
     #: TwiML stream URL is derived from it. Empty: derived from the request.
     public_url: str = ""
     #: Bearer token guarding operator endpoints (reset). Empty: unguarded.
-    admin_token: str = ""
+    admin_token: str = field(default="", repr=False)
     #: Largest HTTP request body accepted (Twilio's webhook form, beacons).
     max_http_body: int = 16 * 1024
     #: ``structlog`` level name.
@@ -103,14 +103,17 @@ class Settings:
         d = cls()
         return cls(
             host=reader.str("HOST", d.host),
-            port=reader.int("PORT", d.port),
+            port=reader.port("PORT", d.port),
             public_url=reader.str("PUBLIC_URL", d.public_url),
             admin_token=reader.str("RELAY_ADMIN_TOKEN", ""),
             max_http_body=reader.int("RELAY_MAX_HTTP_BODY", d.max_http_body),
-            log_level=reader.str("LOG_LEVEL", d.log_level).upper(),
+            log_level=reader.choice(
+                "LOG_LEVEL", d.log_level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                upper=True,
+            ),
             log_format=reader.choice("LOG_FORMAT", "", ("", "console", "json")),
             openai_api_key=key,
-            openai_realtime_url=reader.str("OPENAI_REALTIME_URL", DEFAULT_OPENAI_REALTIME_URL),
+            openai_realtime_url=reader.ws_url("OPENAI_REALTIME_URL", DEFAULT_OPENAI_REALTIME_URL),
             model=model,
             voice=reader.str("RELAY_VOICE", d.voice),
             transcription_model=reader.str("RELAY_TRANSCRIPTION_MODEL", d.transcription_model),
@@ -185,8 +188,21 @@ class _Reader:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.str(name, default).lower()
+    def port(self, name: str, default: int) -> int:
+        value = self.int(name, default)
+        if value > 65535:
+            raise SettingsError(f"{name} must be a port number (0-65535), got {value}")
+        return value
+
+    def ws_url(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        if not value.startswith(("ws://", "wss://")):
+            raise SettingsError(f"{name} must be a ws:// or wss:// URL")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
+        raw = self.str(name, default)
+        value = raw.upper() if upper else raw.lower()
         if value not in allowed:
             options = ", ".join(a for a in allowed if a)
             raise SettingsError(f"{name} must be one of {options}, got {value!r}")

@@ -100,7 +100,13 @@ _APPEND = ('{"type":"input_audio_buffer.append","audio":"', '"}')
 
 
 def append_event(payload: str) -> bytes:
-    """The model event carrying one caller audio frame (payload is base64)."""
+    """The model event carrying one caller audio frame (payload is base64).
+
+    Base64 needs no JSON escaping, so the hot path splices it in; anything with
+    a quote or backslash (never valid base64) is serialised properly instead.
+    """
+    if '"' in payload or "\\" in payload:
+        return orjson.dumps({"type": "input_audio_buffer.append", "audio": payload})
     return (_APPEND[0] + payload + _APPEND[1]).encode()
 
 
@@ -140,6 +146,11 @@ class Session:
         self._voice_locked = False
         self._response_active = False
         self._response_had_audio = False
+        # response.create sent and not yet answered by response.created, and
+        # client events held until the active response is done (the model
+        # refuses a second response while one is in progress).
+        self._responses_requested = 0
+        self._after_response: list[bytes] = []
         self._grace_deadline: float | None = None
         self._farewell_deadline: float | None = None
         self._log = get_logger(sessionId=session_id)
@@ -283,6 +294,9 @@ class Session:
             include_voice=not self._voice_locked,
             extra=self.overrides or None,
         )
+        if self.state is State.FAREWELL:
+            # The goodbye is playing: no new turns, whatever the configuration says.
+            update["session"].setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
         self._push_update(update, ack)
 
     def _push_update(self, update: dict[str, Any], ack: list[int]) -> None:
@@ -346,7 +360,7 @@ class Session:
         self._send_session_update(list(dict.fromkeys(self._queued_acks)))
         self._queued_acks.clear()
         if self.options.greet_first:
-            self.effects.upstream.append(b'{"type":"response.create"}')
+            self._request_response(b'{"type":"response.create"}')
         while self._held_audio:
             self.effects.upstream.append(append_event(self._held_audio.popleft()))
 
@@ -417,8 +431,12 @@ class Session:
         elif kind == "response.created":
             self._response_active = True
             self._response_had_audio = False
+            self._responses_requested = max(0, self._responses_requested - 1)
         elif kind == "response.done":
             self._response_active = False
+            held, self._after_response = self._after_response, []
+            for data in held:
+                self._request_response(data)
             self._maybe_finish_farewell()
         elif kind == "response.output_item.done":
             item = event.get("item")
@@ -459,7 +477,14 @@ class Session:
         if outcome.effect is Effect.END_INTERVIEW:
             self._begin_farewell()
         elif self.state is State.LIVE:
-            self.effects.upstream.append(b'{"type":"response.create"}')
+            self._request_response(b'{"type":"response.create"}')
+
+    def _request_response(self, data: bytes) -> None:
+        if self._response_active:
+            self._after_response.append(data)
+        else:
+            self._responses_requested += 1
+            self.effects.upstream.append(data)
 
     def _begin_farewell(self) -> None:
         if self.state is not State.LIVE:
@@ -475,15 +500,20 @@ class Session:
         )
         if not self._response_had_audio and not self.playback.playing:
             # The model ended without a goodbye: ask for one.
-            self.effects.upstream.append(orjson.dumps(
+            self._request_response(orjson.dumps(
                 {"type": "response.create", "response": {"instructions": _GOODBYE}}
             ))
-            self._response_active = True
         else:
             self._maybe_finish_farewell()
 
     def _maybe_finish_farewell(self) -> None:
-        if self.state is State.FAREWELL and not self._response_active and not self.playback.playing:
+        if (
+            self.state is State.FAREWELL
+            and not self._response_active
+            and not self._responses_requested
+            and not self._after_response
+            and not self.playback.playing
+        ):
             self.end(EndReason.INTERVIEW_COMPLETED)
 
     # -- output -----------------------------------------------------------------

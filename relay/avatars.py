@@ -4,9 +4,11 @@ A browser that closes or crashes leaves its avatar session running, so relay
 stops sessions itself: one by one when an interview ends, and all of a user's
 sessions when the app loads ("stop all"). HeyGen's Streaming API (v1)::
 
-    POST {base}/v1/streaming.stop   {"session_id": "…"}     → {"code": 100, "message": "success"}
-    GET  {base}/v1/streaming.list                            → {"code": 100, "data": {"sessions":
-                                         [{"session_id", "status", "created_at"}, …]}, "message": "success"}
+    POST {base}/v1/streaming.stop  {"session_id": "…"}
+         → {"code": 100, "message": "success"}
+    GET  {base}/v1/streaming.list
+         → {"code": 100, "message": "success",
+            "data": {"sessions": [{"session_id", "status", "created_at"}, …]}}
 
 authenticated with an ``X-Api-Key`` header (header names are case-insensitive,
 so accounts documented with ``x-api-key`` are served the same).
@@ -26,16 +28,13 @@ import asyncio
 import enum
 import re
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any
 
 import aiohttp
-import structlog
 
-from relay.calls import json_or_none, retry_after
-from relay.errors import RelayError
+from relay.errors import AvatarApiError
 from relay.logs import get_logger
-from relay.upstream.openai import backoff_delays
+from relay.rest import RestClient, Verdict
 
 # Event strings (to join relay.logs.Ev): one emoji, a fixed sentence.
 AVATAR_STOP_REQUESTED = "🎭 Stopping HeyGen avatar session"
@@ -56,20 +55,6 @@ HEYGEN_OK = 100
 HEYGEN_NO_SESSION = 400004
 
 
-class AvatarApiError(RelayError):
-    """HeyGen could not be asked (listing sessions failed).
-
-    Attributes:
-        attempts: how many requests were made.
-        reason: what failed (``HTTP 503``, ``ClientConnectorError``, …), no secrets.
-    """
-
-    def __init__(self, message: str, *, attempts: int, reason: str) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-        self.reason = reason
-
-
 class StopResult(enum.Enum):
     """What :meth:`AvatarSessions.stop` achieved."""
 
@@ -86,22 +71,6 @@ class StopResult(enum.Enum):
     def ok(self) -> bool:
         """Whether the session is known not to be running (STOPPED or ALREADY_STOPPED)."""
         return self in (StopResult.STOPPED, StopResult.ALREADY_STOPPED)
-
-
-class Verdict(enum.Enum):
-    """How one HTTP answer from HeyGen is handled."""
-
-    DONE = "done"
-    GONE = "gone"
-    RETRY = "retry"
-    FAIL = "fail"
-
-
-class _Answer(NamedTuple):
-    verdict: Verdict
-    body: Any
-    attempts: int
-    error: str
 
 
 def _says_no_session(body: Any) -> bool:
@@ -133,7 +102,7 @@ def classify(status: int, body: Any) -> Verdict:
     return Verdict.FAIL
 
 
-class AvatarSessions:
+class AvatarSessions(RestClient):
     """Stops and lists HeyGen streaming avatar sessions.
 
     One instance serves the whole relay; calls may run concurrently. Use it as
@@ -141,7 +110,7 @@ class AvatarSessions:
 
     Args:
         api_key: the HeyGen API key; empty means not configured. Never logged.
-        base_url: HeyGen's API origin; tests point it at :class:`relay.sim.heygen_api.FakeHeygenApi`.
+        base_url: HeyGen's API origin; tests use :class:`relay.sim.heygen_api.FakeHeygenApi`.
         session: an aiohttp session to use and leave open; by default one is
             created on first use and closed by :meth:`close`.
         attempts: requests per operation at most (1 disables retries).
@@ -163,26 +132,19 @@ class AvatarSessions:
         timeout: float = 5.0,
         concurrency: int = 4,
     ) -> None:
-        if attempts < 1 or concurrency < 1:
-            raise ValueError("attempts and concurrency must be at least 1")
-        self._headers = {"X-Api-Key": api_key} if api_key else None
-        self._base_url = base_url.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
-        self._closed = False
-        self._attempts = attempts
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        super().__init__(base_url, {"X-Api-Key": api_key} if api_key else None, session=session,
+                         attempts=attempts, backoff_initial=backoff_initial,
+                         backoff_max=backoff_max, timeout=timeout)
         self._concurrency = concurrency
 
     def __repr__(self) -> str:
         return f"AvatarSessions(base_url={self._base_url!r}, configured={self.configured})"
 
-    @property
-    def configured(self) -> bool:
-        """Whether an API key was given."""
-        return self._headers is not None
+    retry_event = AVATAR_RETRY
+    fail_event = AVATAR_FAILED
+    classify = staticmethod(classify)
 
     async def stop(self, session_id: str) -> StopResult:
         """Stop one avatar session; never raises for provider or network failures.
@@ -203,7 +165,7 @@ class AvatarSessions:
             log.warning(AVATAR_REFUSED)
             return StopResult.FAILED
         log.info(AVATAR_STOP_REQUESTED)
-        answer = await self._request("POST", "/v1/streaming.stop", {"session_id": session_id}, log)
+        answer = await self._call("POST", "/v1/streaming.stop", log, json={"session_id": session_id})
         if answer.verdict is Verdict.DONE:
             log.info(AVATAR_STOPPED)
             return StopResult.STOPPED
@@ -227,18 +189,22 @@ class AvatarSessions:
         if self._headers is None:
             log.warning(AVATAR_NOT_CONFIGURED)
             return []
-        answer = await self._request("GET", "/v1/streaming.list", None, log)
+        answer = await self._call("GET", "/v1/streaming.list", log)
         body = answer.body if isinstance(answer.body, Mapping) else {}
-        if answer.verdict is not Verdict.DONE or body.get("code", HEYGEN_OK) != HEYGEN_OK:
+        code = body.get("code", HEYGEN_OK)
+        if answer.verdict is not Verdict.DONE or code != HEYGEN_OK:
+            reason = answer.error if answer.verdict is not Verdict.DONE else f"HeyGen code {code}"
             raise AvatarApiError("could not list HeyGen sessions", attempts=answer.attempts,
-                                 reason=answer.error)
+                                 reason=reason)
         data = body.get("data")
         sessions = data.get("sessions") if isinstance(data, Mapping) else None
         if not isinstance(sessions, list):
             raise AvatarApiError("HeyGen's session list has an unexpected shape",
                                  attempts=answer.attempts, reason="unexpected body")
         ids = [s.get("session_id") for s in sessions if isinstance(s, Mapping)]
-        return [i for i in ids if isinstance(i, str) and SESSION_ID_PATTERN.fullmatch(i)]
+        valid = (i for i in ids if isinstance(i, str) and SESSION_ID_PATTERN.fullmatch(i))
+        # Unique, in listed order, so that stop_all stops each session once.
+        return list(dict.fromkeys(valid))
 
     async def stop_all(self) -> list[str]:
         """Stop every live session, a few at a time.
@@ -263,65 +229,4 @@ class AvatarSessions:
 
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(stop_one(i)) for i in ids]
-        return [i for i, task in zip(ids, tasks) if task.result().ok]
-
-    async def _request(
-        self, method: str, path: str, payload: Any, log: structlog.stdlib.BoundLogger
-    ) -> _Answer:
-        """Send one request, retrying what is worth retrying; return the final answer."""
-        delays = backoff_delays(self._attempts, self._backoff_initial, self._backoff_max)
-        attempt = 0
-        while True:
-            attempt += 1
-            hint: float | None = None
-            try:
-                async with self._http().request(
-                    method, self._base_url + path, json=payload, headers=self._headers,
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await json_or_none(resp)
-                    verdict = classify(resp.status, body)
-                    error = f"HTTP {resp.status}"
-                    hint = retry_after(resp.headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # Only the exception's type: its text is not sure to be free of secrets.
-                verdict, error, body = Verdict.RETRY, type(exc).__name__, None
-            if verdict in (Verdict.DONE, Verdict.GONE):
-                return _Answer(verdict, body, attempt, error)
-            if verdict is Verdict.FAIL or attempt > len(delays):
-                log.warning(AVATAR_FAILED, path=path, attempts=attempt, error=error)
-                return _Answer(Verdict.FAIL, body, attempt, error)
-            delay = delays[attempt - 1]
-            if hint is not None:
-                delay = max(delay, min(hint, self._backoff_max))
-            log.info(AVATAR_RETRY, path=path, attempt=attempt, error=error, retryInS=round(delay, 3))
-            await asyncio.sleep(delay)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("AvatarSessions is closed")
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: a ClientSession must be made inside the running loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def close(self) -> None:
-        """Close the HTTP session if this object created it; idempotent."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
+        return [i for i, task in zip(ids, tasks, strict=True) if task.result().ok]

@@ -23,18 +23,16 @@ final at once. The auth token and the ``Authorization`` header never reach a log
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import re
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import structlog
 
 from relay.logs import get_logger
-from relay.upstream.openai import backoff_delays
+from relay.rest import RestClient, Verdict, basic_auth
 
 # Event strings (to join relay.logs.Ev): one emoji, a fixed sentence.
 HANGUP_REQUESTED = "📴 Hanging up the phone call through Twilio"
@@ -76,15 +74,6 @@ class HangUpResult(enum.Enum):
         return self in (HangUpResult.ENDED, HangUpResult.ALREADY_ENDED)
 
 
-class Verdict(enum.Enum):
-    """How one HTTP answer from Twilio is handled."""
-
-    ENDED = "ended"
-    ALREADY_ENDED = "already_ended"
-    RETRY = "retry"
-    FAIL = "fail"
-
-
 def classify(status: int, body: Any) -> Verdict:
     """Decide what one answer to a call update means; pure, for tests.
 
@@ -94,30 +83,20 @@ def classify(status: int, body: Any) -> Verdict:
     """
     code = body.get("code") if isinstance(body, Mapping) else None
     if 200 <= status < 300:
-        return Verdict.ENDED
+        return Verdict.DONE
     if status == 404 or code in ALREADY_ENDED_CODES:
-        return Verdict.ALREADY_ENDED
+        return Verdict.GONE
     if status == 400 and isinstance(body, Mapping):
         # Twilio's wording for 21220 when the code is missing or differs by product.
         message = str(body.get("message", "")).lower()
         if "not in-progress" in message or "not in progress" in message:
-            return Verdict.ALREADY_ENDED
+            return Verdict.GONE
     if status in (408, 429) or status >= 500:
         return Verdict.RETRY
     return Verdict.FAIL
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a numeric ``Retry-After`` header (429/503), if there is one."""
-    value = headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-class CallHangUp:
+class CallHangUp(RestClient):
     """Ends phone calls through Twilio's Calls resource.
 
     One instance serves every session; :meth:`hang_up` may run concurrently for
@@ -126,13 +105,16 @@ class CallHangUp:
     Args:
         account_sid: the Twilio Account SID (``AC…``); empty means not configured.
         auth_token: the account's auth token; empty means not configured. Never logged.
-        base_url: Twilio's API origin; tests point it at :class:`relay.sim.twilio_api.FakeTwilioApi`.
+        base_url: Twilio's API origin; tests use :class:`relay.sim.twilio_api.FakeTwilioApi`.
         session: an aiohttp session to use and leave open; by default one is
             created on first use and closed by :meth:`close`.
         attempts: requests per hang-up at most (1 disables retries).
         backoff_initial: seconds before the first retry; doubles each time.
         backoff_max: cap on one back-off delay, also on an honoured ``Retry-After``.
         timeout: seconds one request may take in total.
+
+    Raises:
+        ValueError: ``attempts`` < 1, or a malformed ``account_sid``.
 
     A hang-up can therefore take up to about ``attempts * timeout`` plus the
     back-off delays; bound it from outside if teardown has a tighter budget.
@@ -150,27 +132,20 @@ class CallHangUp:
         backoff_max: float = 2.0,
         timeout: float = 5.0,
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        if account_sid and not SID_PATTERN.fullmatch(account_sid):
+            # It goes into every URL: refuse it once, here, rather than on each call.
+            raise ValueError("malformed Twilio Account SID")
         self._account_sid = account_sid
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token) if account_sid and auth_token else None
-        self._base_url = base_url.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
-        self._closed = False
-        self._attempts = attempts
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # A header of our own: aiohttp.BasicAuth is deprecated (3.14) and its repr shows the token.
+        auth = None
+        if account_sid and auth_token:
+            auth = {"Authorization": basic_auth(account_sid, auth_token)}
+        super().__init__(base_url, auth, session=session, attempts=attempts,
+                         backoff_initial=backoff_initial, backoff_max=backoff_max,
+                         timeout=timeout)
 
     def __repr__(self) -> str:
-        # Never the auth token (the default repr of BasicAuth would show it).
         return f"CallHangUp(account_sid={self._account_sid!r}, base_url={self._base_url!r})"
-
-    @property
-    def configured(self) -> bool:
-        """Whether an Account SID and an auth token were given."""
-        return self._auth is not None
 
     async def hang_up(self, call_sid: str, *, answered: bool = True) -> HangUpResult:
         """End the call ``call_sid``; never raises for provider or network failures.
@@ -192,13 +167,12 @@ class CallHangUp:
         Raises:
             RuntimeError: after :meth:`close`.
         """
-        if self._closed:
-            raise RuntimeError("CallHangUp is closed")
+        self._check_open()
         log = get_logger(callSid=call_sid[:80])
-        if self._auth is None:
+        if not self.configured:
             log.warning(HANGUP_NOT_CONFIGURED)
             return HangUpResult.NOT_CONFIGURED
-        if not SID_PATTERN.fullmatch(call_sid) or not SID_PATTERN.fullmatch(self._account_sid):
+        if not SID_PATTERN.fullmatch(call_sid):
             log.warning(HANGUP_REFUSED)
             return HangUpResult.FAILED
         status = "completed" if answered else "canceled"
@@ -214,70 +188,20 @@ class CallHangUp:
             log.info(HANGUP_ALREADY_ENDED)
         return result
 
+    retry_event = HANGUP_RETRY
+    fail_event = HANGUP_FAILED
+    classify = staticmethod(classify)
+
     async def _update(
         self, call_sid: str, status: str, log: structlog.stdlib.BoundLogger
     ) -> tuple[HangUpResult, str | None]:
         """POST one status update with retries; return the result and Twilio's call status."""
-        url = f"{self._base_url}/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
-        delays = backoff_delays(self._attempts, self._backoff_initial, self._backoff_max)
-        attempt = 0
-        while True:
-            attempt += 1
-            hint: float | None = None
-            try:
-                async with self._http().post(
-                    url, data={"Status": status}, auth=self._auth, timeout=self._timeout
-                ) as resp:
-                    body = await json_or_none(resp)
-                    verdict = classify(resp.status, body)
-                    error = f"HTTP {resp.status}"
-                    hint = retry_after(resp.headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # The exception's text is left out: only its type is sure to hold no secret.
-                verdict, error, body = Verdict.RETRY, type(exc).__name__, None
-            if verdict is Verdict.ENDED:
-                call_status = body.get("status") if isinstance(body, Mapping) else None
-                return HangUpResult.ENDED, call_status if isinstance(call_status, str) else None
-            if verdict is Verdict.ALREADY_ENDED:
-                return HangUpResult.ALREADY_ENDED, None
-            code = body.get("code") if isinstance(body, Mapping) else None
-            if verdict is Verdict.FAIL or attempt > len(delays):
-                log.warning(HANGUP_FAILED, attempts=attempt, error=error, twilioCode=code)
-                return HangUpResult.FAILED, None
-            delay = delays[attempt - 1]
-            if hint is not None:
-                delay = max(delay, min(hint, self._backoff_max))
-            log.info(HANGUP_RETRY, attempt=attempt, error=error, twilioCode=code, retryInS=round(delay, 3))
-            await asyncio.sleep(delay)
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: a ClientSession must be made inside the running loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def close(self) -> None:
-        """Close the HTTP session if this object created it; idempotent."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-async def json_or_none(resp: aiohttp.ClientResponse) -> Any:
-    """The response's JSON body, or ``None`` if it has none or it is not JSON."""
-    try:
-        return await resp.json(content_type=None)
-    except ValueError:
-        return None
+        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
+        answer = await self._call("POST", path, log, data={"Status": status})
+        if answer.verdict is Verdict.DONE:
+            body = answer.body
+            call_status = body.get("status") if isinstance(body, Mapping) else None
+            return HangUpResult.ENDED, call_status if isinstance(call_status, str) else None
+        if answer.verdict is Verdict.GONE:
+            return HangUpResult.ALREADY_ENDED, None
+        return HangUpResult.FAILED, None

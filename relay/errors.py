@@ -7,8 +7,9 @@
     │   ├── MalformedMessage  not JSON, not an object, wrong field types, binary
     │   ├── UnknownMessage    a message type relay does not accept on that path
     │   └── WrongOrder        a valid message at the wrong time (media before start)
-    └── UpstreamError         the model side failed
-        └── UpstreamConnectError  no Realtime session could be opened
+    ├── UpstreamError         the model side failed
+    │   └── UpstreamConnectError  no Realtime session could be opened
+    └── AvatarApiError        HeyGen could not be asked, or answered nonsense
 
 Every :class:`BadInput` becomes an ``error`` message to a browser, or a close
 code for Twilio (which accepts nothing but media, mark and clear).
@@ -70,3 +71,17 @@ class UpstreamConnectError(UpstreamError):
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class AvatarApiError(RelayError):
+    """A HeyGen request failed for good, or its answer had an unexpected shape.
+
+    Attributes:
+        attempts: how many requests were made.
+        reason: a short, secret-free cause (``HTTP 503``, ``unexpected body``).
+    """
+
+    def __init__(self, message: str, *, attempts: int, reason: str) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.reason = reason

@@ -14,12 +14,13 @@ from relay.server import RelayServer
 async def run(settings: Settings) -> None:
     """Start the server and serve until a signal asks it to stop."""
     server = RelayServer(settings)
-    await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # Installed before listening: a SIGTERM right after start must drain too.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await server.start()
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -71,8 +71,39 @@ class Settings:
     frontend_dialect: str = "ga"
 
     # -- lifecycle ------------------------------------------------------------
+    #: Warn every frontend after this long without activity (frontend
+    #: messages, caller speech, DTMF)...
+    inactivity_warning_s: float = 480.0
+    #: ...and end the session (``inactivity``) after this long.
+    inactivity_timeout_s: float = 600.0
+    #: Hard cap on a session's life (``max_duration``), warned ahead of time.
+    max_session_s: float = 1800.0
+    duration_warning_s: float = 120.0
+    #: How often every session's deadlines are checked, whatever timers did.
+    sweep_interval_s: float = 30.0
+    #: WebSocket keepalive: a peer that does not answer a ping within the
+    #: timeout is treated as gone.
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
     #: How long a session with no call and no frontend waits for one to return.
     resume_grace_s: float = 30.0
+    #: Frontend events kept for a frontend that reconnects (page refresh).
+    resume_buffer_events: int = 500
+    #: On SIGTERM/SIGINT, the longest the drain of live sessions may take.
+    drain_s: float = 10.0
+
+    # -- providers ------------------------------------------------------------
+    #: Twilio credentials, to hang calls up (closing the stream does not).
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_api_base_url: str = "https://api.twilio.com"
+    #: How long a teardown may spend ending the phone call and avatars.
+    hangup_timeout_s: float = 6.0
+    #: HeyGen key, to stop streaming avatar sessions attached to interviews.
+    heygen_api_key: str = field(default="", repr=False)
+    heygen_api_base_url: str = "https://api.heygen.com"
+    #: Browser origins allowed on /logs and the HTTP API ("*": any).
+    allowed_origins: tuple[str, ...] = ("*",)
     #: How long an ``end_interview`` waits for its goodbye to finish playing.
     farewell_timeout_s: float = 15.0
     #: How long a ``/call`` stream may take to send ``start``.
@@ -133,7 +164,23 @@ class Settings:
             pre_open_audio_frames=reader.int("RELAY_PRE_OPEN_AUDIO_FRAMES", d.pre_open_audio_frames),
             mark_interval_ms=reader.int("RELAY_MARK_INTERVAL_MS", d.mark_interval_ms),
             frontend_dialect=reader.choice("RELAY_FRONTEND_DIALECT", "ga", ("ga", "beta")),
+            inactivity_warning_s=reader.float("RELAY_INACTIVITY_WARNING_S", d.inactivity_warning_s),
+            inactivity_timeout_s=reader.float("RELAY_INACTIVITY_TIMEOUT_S", d.inactivity_timeout_s),
+            max_session_s=reader.float("RELAY_MAX_SESSION_S", d.max_session_s),
+            duration_warning_s=reader.float("RELAY_DURATION_WARNING_S", d.duration_warning_s),
+            sweep_interval_s=reader.positive("RELAY_SWEEP_INTERVAL_S", d.sweep_interval_s),
+            ping_interval_s=reader.positive("RELAY_PING_INTERVAL_S", d.ping_interval_s),
+            ping_timeout_s=reader.positive("RELAY_PING_TIMEOUT_S", d.ping_timeout_s),
             resume_grace_s=reader.float("RELAY_RESUME_GRACE_S", d.resume_grace_s),
+            resume_buffer_events=reader.int("RELAY_RESUME_BUFFER_EVENTS", d.resume_buffer_events),
+            drain_s=reader.float("RELAY_DRAIN_S", d.drain_s),
+            twilio_account_sid=reader.str("TWILIO_ACCOUNT_SID", ""),
+            twilio_auth_token=reader.str("TWILIO_AUTH_TOKEN", ""),
+            twilio_api_base_url=reader.str("TWILIO_API_BASE_URL", d.twilio_api_base_url),
+            hangup_timeout_s=reader.float("RELAY_HANGUP_TIMEOUT_S", d.hangup_timeout_s),
+            heygen_api_key=reader.str("HEYGEN_API_KEY", ""),
+            heygen_api_base_url=reader.str("HEYGEN_API_BASE_URL", d.heygen_api_base_url),
+            allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS", d.allowed_origins),
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),
@@ -187,6 +234,18 @@ class _Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.float(name, default)
+        if value <= 0:
+            raise SettingsError(f"{name} must be more than 0 seconds")
+        return value
+
+    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self.str(name, "")
+        if not raw:
+            return default
+        return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
 
     def port(self, name: str, default: int) -> int:
         value = self.int(name, default)

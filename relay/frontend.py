@@ -8,6 +8,7 @@ place (see DESIGN.md, "Messages").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -29,6 +30,7 @@ class FrontendType(StrEnum):
     ITEM_CREATE = "conversation.item.create"
     RESPONSE_CREATE = "response.create"
     RESPONSE_CANCEL = "response.cancel"
+    AVATAR_ATTACH = "avatar.attach"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +59,27 @@ class SessionEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class AvatarAttach:
+    """A streaming avatar session to stop when the interview ends."""
+
+    provider: str
+    avatar_session_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClientEvent:
     """A vetted OpenAI client event to forward to the model."""
 
     event: dict[str, Any]
 
 
-FrontendMessage = JobConfigMessage | SessionUpdateMessage | Activity | SessionEnd | ClientEvent
+FrontendMessage = (
+    JobConfigMessage | SessionUpdateMessage | Activity | SessionEnd | AvatarAttach | ClientEvent
+)
 
 _MAX_TEXT = 8000
+_AVATAR_PROVIDERS = frozenset({"heygen"})
+_AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
 _ITEM_ROLES = frozenset({"user", "system"})
 
 
@@ -110,6 +124,13 @@ def parse_message(text: str) -> FrontendMessage:
             return ClientEvent(_vet_response_create(msg))
         case FrontendType.RESPONSE_CANCEL:
             return ClientEvent({"type": "response.cancel"})
+        case FrontendType.AVATAR_ATTACH:
+            provider, avatar_id = msg.get("provider"), msg.get("avatarSessionId")
+            if provider not in _AVATAR_PROVIDERS:
+                raise MalformedMessage("avatar.attach needs provider \"heygen\"")
+            if not isinstance(avatar_id, str) or not _AVATAR_ID.match(avatar_id):
+                raise MalformedMessage("avatar.attach needs a valid avatarSessionId")
+            return AvatarAttach(provider, avatar_id)
 
 
 def _vet_item_create(msg: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Ev:
     SERVER_STARTED = "🚀 Relay server listening"
     MODEL_LOCAL = "🧪 Using the built-in local model (no OPENAI_API_KEY)"
     MODEL_OPENAI = "🤖 Using the OpenAI Realtime API"
+    NO_TWILIO_CREDENTIALS = "⚠️ No Twilio credentials: ended sessions cannot hang up their calls"
+    DRAIN_TIMEOUT = "⏱️ Drain took too long; closing what is left"
     SERVER_STOPPING = "🛑 Relay server shutting down"
     SERVER_STOPPED = "🏁 Relay server stopped"
 
@@ -58,6 +60,12 @@ class Ev:
     FAREWELL = "👋 Interview ending after the goodbye plays"
 
     FRONTEND_CLOSED = "🔌 Frontend connection closed"
+    FRONTEND_RESUMED = "🔁 Frontend reattached; replaying missed events"
+    AVATAR_ATTACHED = "🎭 Avatar session attached"
+    STEP_TIMED_OUT = "⏱️ Teardown step took too long; moving on"
+    SWEEP = "🧹 Sweep found sessions past their deadlines"
+    SUPERSEDED = "⏭️ Ending the user's older session"
+    STOP_REQUESTED = "🛑 Session stop requested"
     FRONTEND_REFUSED = "🚫 Frontend connection refused"
     BAD_INPUT = "🚫 Refused bad input"
     SLOW_PEER = "🐢 Peer is not reading; closing it"

@@ -59,6 +59,8 @@ class FrontendRoute:
     session_id: str | None = None
     call_sid: str | None = None
     info: FrontendInfo = FrontendInfo()
+    #: Who is connecting (from the token once auth is on; else ``?userId=``).
+    user_id: str | None = None
 
 
 class Registry:
@@ -75,6 +77,9 @@ class Registry:
         self._waiting: dict[str, None] = {}
         #: Sessions a call created (rule 5) that no frontend has joined yet.
         self._unwatched_calls: dict[str, None] = {}
+        #: Live sessions of each user (one session per user: a new one supersedes).
+        self._by_user: dict[str, set[str]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self.ended_by_reason: Counter[str] = Counter()
         self._log = get_logger(component="registry")
 
@@ -100,7 +105,8 @@ class Registry:
         """Attach a ``/logs`` connection to its session, creating it if needed.
 
         Raises:
-            PairingRefused: the named session is ending right now.
+            PairingRefused: the named session is ending right now, or belongs
+                to another user.
         """
         runner: SessionRunner | None = None
         if route.session_id is not None:
@@ -108,22 +114,33 @@ class Registry:
             if runner is None:
                 if route.session_id in self.sessions:
                     raise PairingRefused("that session is ending; start a new one", 1013)
+                self._supersede(route.user_id, keep=route.session_id)
                 runner = self._create(route.session_id)
+            elif not self._may_join(runner, route.user_id):
+                raise PairingRefused("that session belongs to another user", 1008)
         elif route.call_sid is not None:
             known = self._by_call_sid.get(route.call_sid)
             runner = self._live(known) if known else None
+            if runner is not None and not self._may_join(runner, route.user_id):
+                raise PairingRefused("that call belongs to another user", 1008)
             if runner is None:
+                self._supersede(route.user_id, keep=None)
                 runner = self._create(str(uuid.uuid4()))
                 self._by_call_sid[route.call_sid] = runner.id
+                runner.session.registered_call_sid = route.call_sid
         else:
             while self._unwatched_calls and runner is None:
                 sid = next(iter(self._unwatched_calls))
                 del self._unwatched_calls[sid]
                 runner = self._live(sid)
             if runner is None:
+                self._supersede(route.user_id, keep=None)
                 runner = self._create(str(uuid.uuid4()), claimable=True)
                 self._waiting[runner.id] = None
         self._unwatched_calls.pop(runner.id, None)
+        if route.user_id is not None and runner.session.user_id is None:
+            runner.session.user_id = route.user_id
+            self._by_user.setdefault(route.user_id, set()).add(runner.id)
         fid = runner.attach_frontend(conn, route.info)
         return runner, fid
 
@@ -163,11 +180,31 @@ class Registry:
         runner.attach_call(conn, start)
         return runner
 
+    def _may_join(self, runner: SessionRunner, user_id: str | None) -> bool:
+        owner = runner.session.user_id
+        return owner is None or owner == user_id
+
+    def _supersede(self, user_id: str | None, keep: str | None) -> None:
+        # One session per user (the avatar seed's singleton rule): a user who
+        # starts a new interview ends the old one first.
+        if user_id is None:
+            return
+        for sid in list(self._by_user.get(user_id, ())):
+            runner = self._live(sid)
+            if runner is not None and sid != keep:
+                self._log.info(Ev.SUPERSEDED, sessionId=sid, newSessionId=keep)
+                runner.end(EndReason.SUPERSEDED)
+
     # -- ending ------------------------------------------------------------------------
 
     def _forget(self, runner: SessionRunner) -> None:
         if self.sessions.get(runner.id) is runner:
             del self.sessions[runner.id]
+        user = runner.session.user_id
+        if user is not None and user in self._by_user:
+            self._by_user[user].discard(runner.id)
+            if not self._by_user[user]:
+                del self._by_user[user]
         self._waiting.pop(runner.id, None)
         self._unwatched_calls.pop(runner.id, None)
         for call_sid in [k for k, v in self._by_call_sid.items() if v == runner.id]:
@@ -186,6 +223,59 @@ class Registry:
         if runners:
             await asyncio.gather(*(runner.wait_done() for runner in runners))
         return len(runners)
+
+    async def stop_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` (reason ``stopped``); returns how many."""
+        runners = [r for sid in self._by_user.get(user_id, ()) if (r := self._live(sid))]
+        return await self._stop(runners)
+
+    async def stop_session(self, session_id: str, user_id: str | None, *, admin: bool) -> bool:
+        """End one session; False if there is no such live session.
+
+        Raises:
+            PermissionError: the session belongs to another user.
+        """
+        runner = self._live(session_id)
+        if runner is None:
+            return False
+        if not admin and not self._may_join(runner, user_id):
+            raise PermissionError("that session belongs to another user")
+        await self._stop([runner])
+        return True
+
+    async def _stop(self, runners: list[SessionRunner]) -> int:
+        for runner in runners:
+            self._log.info(Ev.STOP_REQUESTED, sessionId=runner.id)
+            runner.end(EndReason.STOPPED)
+        await asyncio.gather(*(runner.wait_done() for runner in runners))
+        return len(runners)
+
+    def start_sweeping(self, interval: float) -> None:
+        """Check every session's deadlines every ``interval`` seconds, until :meth:`close`."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(interval))
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Act on every passed deadline now; returns how many sessions it ended.
+
+        Timers normally do this; the sweep catches what they missed.
+        """
+        ended = sum(1 for runner in list(self.sessions.values()) if runner.check_timers())
+        if ended:
+            self._log.warning(Ev.SWEEP, ended=ended)
+        return ended
+
+    async def close(self) -> None:
+        """Stop sweeping (sessions are ended with :meth:`end_all`)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
 
     async def reset_all_sessions(self) -> int:
         """End every session and clear every waiting frontend (operators, tests)."""

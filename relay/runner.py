@@ -36,8 +36,10 @@ from relay.upstream.peer import UpstreamPeer
 from relay.wire import WireMixin
 
 ConnectUpstream = Callable[[str], Awaitable[UpstreamPeer]]
-#: Ends the phone call itself (Twilio REST); given the call SID.
-HangUp = Callable[[str], Awaitable[None]]
+#: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
+HangUp = Callable[[str, bool], Awaitable[object]]
+#: Stops a streaming avatar session: provider, avatar session ID.
+StopAvatar = Callable[[str, str], Awaitable[object]]
 
 _AUDIO_DELTA = "response.output_audio.delta"
 _fids = itertools.count(1)
@@ -50,7 +52,9 @@ class RunnerDeps:
     connect_upstream: ConnectUpstream
     toolbox: ToolBox
     hang_up: HangUp | None = None
+    stop_avatar: StopAvatar | None = None
     close_timeout_s: float = 2.0
+    hangup_timeout_s: float = 6.0
 
 
 @dataclass(slots=True)
@@ -115,6 +119,13 @@ class SessionRunner:
         """End the session (idempotent); :meth:`wait_done` waits for the teardown."""
         self.session.end(reason)
         self._flush()
+
+    def check_timers(self) -> bool:
+        """Act on passed deadlines now (the registry's sweep). Returns True if it ended."""
+        was_ended = self.session.ended
+        self.session.on_timer()
+        self._flush()
+        return self.session.ended and not was_ended
 
     def attach_frontend(self, conn: WireMixin, info: FrontendInfo) -> int:
         """Add a frontend; returns its ID. Its messages now reach the session."""
@@ -311,27 +322,28 @@ class SessionRunner:
     # -- teardown ------------------------------------------------------------------
 
     async def _teardown(self, reason: str) -> None:
-        """Hang up, close the model, the call and the frontends, then forget.
+        """End the phone call and avatars, close the model, the call and frontends, forget.
 
-        Each step is guarded: one close that fails never stops the others.
+        The ``ended`` message already went out with the flush that started
+        this. Each step is guarded and bounded: one close that fails or hangs
+        never stops the others.
         """
         try:
-            call = self.session.call
-            if self.deps.hang_up is not None and call is not None and reason != "caller_hung_up":
-                await self._step("hang up", self.deps.hang_up(call.call_sid))
+            ending = self._loop.create_task(self._end_outside_world(reason))
             if self._attempt is not None and not self._attempt.done():
                 self._attempt.cancel()
             if self.upstream is not None:
                 await self._close(self.upstream, CloseCode.NORMAL, "session ended")
-            if self.call is not None:
-                code = CloseCode.GOING_AWAY if reason == "shutdown" else CloseCode.NORMAL
-                await self._close(self.call, code, reason)
-            frontend_code = {
+            await self._step("hang up and stop avatars", ending, self.deps.hangup_timeout_s)
+            code = {
                 "shutdown": CloseCode.GOING_AWAY,
                 "superseded": CloseCode.SUPERSEDED,
             }.get(reason, CloseCode.NORMAL)
-            for link in list(self.frontends.values()):
-                await self._close(link.conn, frontend_code, reason)
+            closes = [self._close(link.conn, code, reason) for link in self.frontends.values()]
+            if self.call is not None:
+                closes.insert(0, self._close(self.call, code if code != CloseCode.SUPERSEDED
+                                             else CloseCode.NORMAL, reason))
+            await asyncio.gather(*closes)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -346,6 +358,25 @@ class SessionRunner:
             self._log.info(Ev.SESSION_FORGOTTEN, reason=reason)
             self._done.set()
 
+    async def _end_outside_world(self, reason: str) -> None:
+        # Closing the stream socket does not hang up a bidirectional call, and
+        # avatars bill per minute: both are ended through their providers.
+        session = self.session
+        jobs: list[Awaitable[object]] = []
+        if self.deps.hang_up is not None:
+            if session.call is not None and reason != EndReason.CALLER_HUNG_UP:
+                jobs.append(self.deps.hang_up(session.call.call_sid, True))
+            elif session.call is None and session.registered_call_sid:
+                # Registered but never streamed: the call may still be ringing.
+                jobs.append(self.deps.hang_up(session.registered_call_sid, False))
+        if self.deps.stop_avatar is not None:
+            for avatar_id, provider in session.avatars.items():
+                jobs.append(self.deps.stop_avatar(provider, avatar_id))
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
+                                  error=type(result).__name__)
+
     async def _close(self, conn: WireMixin | UpstreamPeer, code: int, reason: str) -> None:
         task = conn.close_soon(code, reason)
         if task is None:
@@ -353,9 +384,13 @@ class SessionRunner:
         if task is not None:
             await self._step(f"close {type(conn).__name__}", asyncio.shield(task))
 
-    async def _step(self, what: str, awaitable: Awaitable[Any]) -> None:
+    async def _step(self, what: str, awaitable: Awaitable[Any], timeout: float | None = None) -> None:
         try:
-            async with asyncio.timeout(self.deps.close_timeout_s):
+            async with asyncio.timeout(timeout or self.deps.close_timeout_s):
                 await awaitable
+        except TimeoutError:
+            self._log.warning(Ev.STEP_TIMED_OUT, step=what)
+            if isinstance(awaitable, asyncio.Task):
+                awaitable.cancel()
         except Exception:
             self._log.warning(Ev.HANDLER_CRASHED, step=what, exc_info=True)

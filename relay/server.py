@@ -15,8 +15,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from relay import httpapi, twilio
+from relay.avatars import AvatarSessions
+from relay.calls import CallHangUp
 from relay.closecodes import CloseCode
 from relay.config import Settings
+from relay.deadlines import Limits
 from relay.errors import BadInput
 from relay.httpbody import body_reading_connection
 from relay.logs import Ev, get_logger
@@ -45,8 +48,15 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
         greet_first=settings.greet_first,
         mark_interval_ms=settings.mark_interval_ms,
         pre_open_audio_frames=settings.pre_open_audio_frames,
-        resume_grace_s=settings.resume_grace_s,
-        farewell_timeout_s=settings.farewell_timeout_s,
+        limits=Limits(
+            inactivity_warning_s=settings.inactivity_warning_s,
+            inactivity_timeout_s=settings.inactivity_timeout_s,
+            max_session_s=settings.max_session_s,
+            duration_warning_s=settings.duration_warning_s,
+            resume_grace_s=settings.resume_grace_s,
+            farewell_timeout_s=settings.farewell_timeout_s,
+        ),
+        resume_buffer_events=settings.resume_buffer_events,
     )
 
 
@@ -56,10 +66,24 @@ class RelayServer:
     def __init__(self, settings: Settings, *, toolbox: ToolBox | None = None) -> None:
         self.settings = settings
         self.toolbox = toolbox or default_toolbox()
+        budget = settings.hangup_timeout_s
+        # Attempts sized so retries fit the teardown's budget for provider calls.
+        self.calls = CallHangUp(
+            settings.twilio_account_sid, settings.twilio_auth_token,
+            base_url=settings.twilio_api_base_url, attempts=3, timeout=budget / 3,
+            backoff_initial=min(0.2, budget / 20), backoff_max=budget / 6,
+        )
+        self.avatars = AvatarSessions(
+            settings.heygen_api_key, base_url=settings.heygen_api_base_url, attempts=3,
+            timeout=budget / 3, backoff_initial=min(0.2, budget / 20), backoff_max=budget / 6,
+        )
         deps = RunnerDeps(
             connect_upstream=self._connect_upstream,
             toolbox=self.toolbox,
+            hang_up=self._hang_up,
+            stop_avatar=self._stop_avatar,
             close_timeout_s=settings.close_timeout_s,
+            hangup_timeout_s=budget,
         )
         self.registry = Registry(session_options(settings, self.toolbox), deps)
         self._server: Server | None = None
@@ -85,16 +109,19 @@ class RelayServer:
             compression=None,
             max_size=MAX_FRONTEND_MESSAGE,
             open_timeout=10,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=self.settings.ping_interval_s,
+            ping_timeout=self.settings.ping_timeout_s,
             close_timeout=self.settings.close_timeout_s,
         )
+        self.registry.start_sweeping(self.settings.sweep_interval_s)
         model = "local" if self.settings.uses_local_model else "openai"
         self._log.info(Ev.SERVER_STARTED, host=self.settings.host, port=self.port, model=model)
         if self.settings.uses_local_model:
             self._log.info(Ev.MODEL_LOCAL)
         else:
             self._log.info(Ev.MODEL_OPENAI, url=self.settings.openai_realtime_url)
+        if not self.calls.configured:
+            self._log.warning(Ev.NO_TWILIO_CREDENTIALS)
 
     @property
     def port(self) -> int:
@@ -127,13 +154,30 @@ class RelayServer:
         if self._server is not None:
             # Stop accepting first so no session is born during the drain.
             self._server.close(close_connections=False)
-        await self.registry.end_all(EndReason.SHUTDOWN)
+        await self.registry.close()
+        try:
+            async with asyncio.timeout(self.settings.drain_s):
+                await self.registry.end_all(EndReason.SHUTDOWN)
+        except TimeoutError:
+            self._log.warning(Ev.DRAIN_TIMEOUT, left=len(self.registry.sessions))
         if self._server is not None:
             self._server.close(close_connections=True)
-            await self._server.wait_closed()
+            try:
+                async with asyncio.timeout(self.settings.close_timeout_s):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                self._log.warning(Ev.DRAIN_TIMEOUT, left=len(self._server.connections))
+        await self.calls.close()
+        await self.avatars.close()
         self._log.info(Ev.SERVER_STOPPED)
 
     # -- model ------------------------------------------------------------------------
+
+    async def _hang_up(self, call_sid: str, answered: bool) -> object:
+        return await self.calls.hang_up(call_sid, answered=answered)
+
+    async def _stop_avatar(self, provider: str, avatar_id: str) -> object:
+        return await self.avatars.stop(avatar_id)
 
     async def _connect_upstream(self, session_id: str) -> UpstreamPeer:
         s = self.settings
@@ -146,6 +190,8 @@ class RelayServer:
             backoff_initial=s.upstream_backoff_initial_s,
             backoff_max=s.upstream_backoff_max_s,
             open_timeout=s.upstream_open_timeout_s,
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_timeout_s,
             session_id=session_id,
         )
 
@@ -213,7 +259,8 @@ class RelayServer:
         )
         try:
             runner, fid = self.registry.attach_frontend(
-                FrontendRoute(route.session_id, route.call_sid, info), conn
+                FrontendRoute(route.session_id, route.call_sid, info,
+                              user_id=route.query.get("userId") or None), conn
             )
         except PairingRefused as exc:
             log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))

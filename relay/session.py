@@ -35,6 +35,7 @@ import orjson
 
 from relay import frontend as fmsg
 from relay import twilio
+from relay.deadlines import Deadlines, Due, Limits
 from relay.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
 from relay.jobconfig import JobConfig, build_session_update, jobconfig_summary
 from relay.logs import Ev, get_logger
@@ -83,8 +84,9 @@ class SessionOptions:
     greet_first: bool = True
     mark_interval_ms: int = 100
     pre_open_audio_frames: int = 250
-    resume_grace_s: float = 30.0
-    farewell_timeout_s: float = 15.0
+    limits: Limits = Limits()
+    resume_buffer_events: int = 500
+    max_avatars: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,19 @@ class Session:
         self.state = State.WAITING
         self.end_reason: EndReason | None = None
         self.created_at = clock()
-        self.last_activity = self.created_at
+        self.deadlines = Deadlines(options.limits, self.created_at)
+        #: The user the session belongs to (from a frontend), if known.
+        self.user_id: str | None = None
+        #: A call SID a frontend registered before the call's stream started.
+        self.registered_call_sid: str | None = None
+        #: Streaming avatar sessions to stop at teardown (provider, id).
+        self.avatars: dict[str, str] = {}
+        # Frontend-bound messages while no frontend is attached, replayed to
+        # the next one (a page refresh must not lose the transcript).
+        self._missed: deque[dict[str, Any] | ModelEvent] = deque(
+            maxlen=max(1, options.resume_buffer_events)
+        )
+        self._missed_dropped = 0
         self.effects = Effects()
         self.frontends: dict[int, FrontendInfo] = {}
         self.call: twilio.Start | None = None
@@ -151,8 +165,6 @@ class Session:
         # refuses a second response while one is in progress).
         self._responses_requested = 0
         self._after_response: list[bytes] = []
-        self._grace_deadline: float | None = None
-        self._farewell_deadline: float | None = None
         self._log = get_logger(sessionId=session_id)
 
     # -- state ----------------------------------------------------------------
@@ -201,36 +213,64 @@ class Session:
 
     # -- deadlines --------------------------------------------------------------
 
+    @property
+    def last_activity(self) -> float:
+        """When the user or the caller last did something."""
+        return self.deadlines.last_activity
+
     def deadline(self) -> float | None:
-        """The earliest time :meth:`on_timer` must run, or None."""
-        times = [t for t in (self._grace_deadline, self._farewell_deadline) if t is not None]
-        return min(times) if times else None
+        """The earliest time :meth:`on_timer` must run, or None once ending."""
+        return None if self.ended else self.deadlines.next()
 
     def on_timer(self) -> None:
-        """Act on every deadline that has passed."""
+        """Act on every deadline that has passed (warnings, reaping, grace, farewell)."""
+        if self.ended:
+            return
         now = self.clock()
-        if self._grace_deadline is not None and now >= self._grace_deadline:
-            self._grace_deadline = None
-            if not self.frontends and self.call is None:
-                self.end(EndReason.ABANDONED)
-        if self._farewell_deadline is not None and now >= self._farewell_deadline:
-            self._farewell_deadline = None
-            self.end(EndReason.INTERVIEW_COMPLETED)
+        for due in self.deadlines.due(now):
+            match due:
+                case Due.INACTIVITY_WARNING:
+                    self._to_frontends({"type": "session.inactivity_warning", "sessionId": self.id,
+                                        "disconnectInMs": self.deadlines.inactivity_left_ms(now)})
+                case Due.DURATION_WARNING:
+                    self._to_frontends({"type": "session.duration_warning", "sessionId": self.id,
+                                        "endsInMs": self.deadlines.duration_left_ms(now)})
+                case Due.INACTIVITY:
+                    self.end(EndReason.INACTIVITY)
+                case Due.MAX_DURATION:
+                    self.end(EndReason.MAX_DURATION)
+                case Due.GRACE:
+                    if not self.frontends and self.call is None:
+                        self.end(EndReason.ABANDONED)
+                case Due.FAREWELL:
+                    self.end(EndReason.INTERVIEW_COMPLETED)
+                case _ as unreachable:
+                    assert_never(unreachable)
 
     def _touch(self) -> None:
-        self.last_activity = self.clock()
+        if self.deadlines.touch(self.clock()) and not self.ended:
+            # The countdown the frontends show is over.
+            self._to_frontends({"type": "session.inactivity_warning_cleared", "sessionId": self.id})
 
     # -- frontends --------------------------------------------------------------
 
     def add_frontend(self, fid: int, info: FrontendInfo) -> None:
         """A frontend joined; it learns at once if the call is already here."""
         self.frontends[fid] = info
-        self._grace_deadline = None
+        self.deadlines.grace_at = None
         self._touch()
         if self.call is not None:
             self._to_frontends(
                 fmsg.session_associated(self.id, self.call.call_sid, self.call.stream_sid), fid
             )
+        if self._missed:
+            self._log.info(Ev.FRONTEND_RESUMED, missed=len(self._missed),
+                           dropped=self._missed_dropped)
+            self._to_frontends({"type": "session.resumed", "sessionId": self.id,
+                                "missed": len(self._missed), "dropped": self._missed_dropped}, fid)
+            while self._missed:
+                self._to_frontends(self._missed.popleft(), fid)
+            self._missed_dropped = 0
 
     def remove_frontend(self, fid: int) -> None:
         """A frontend's connection closed (without ``session.end``)."""
@@ -245,7 +285,7 @@ class Session:
         else:
             # A refresh before the call arrives must not lose the queued
             # configuration: keep it for the grace window.
-            self._grace_deadline = self.clock() + self.options.resume_grace_s
+            self.deadlines.start_grace(self.clock())
 
     def on_frontend_message(self, fid: int, msg: fmsg.FrontendMessage) -> None:
         """A vetted message from frontend ``fid``."""
@@ -264,6 +304,12 @@ class Session:
                 self._configure(fid)
             case fmsg.Activity():
                 pass
+            case fmsg.AvatarAttach(provider, avatar_id):
+                if avatar_id not in self.avatars and len(self.avatars) >= self.options.max_avatars:
+                    self._to_frontends(fmsg.error("too_many_avatars", "avatar limit reached"), fid)
+                else:
+                    self.avatars[avatar_id] = provider
+                    self._log.info(Ev.AVATAR_ATTACHED, provider=provider)
             case fmsg.SessionEnd():
                 self.end(EndReason.FRONTEND_ENDED)
             case fmsg.ClientEvent(event):
@@ -313,7 +359,7 @@ class Session:
         self.call = start
         self.call_started_at = self.clock()
         self.claimable = False
-        self._grace_deadline = None
+        self.deadlines.grace_at = None
         self._touch()
         self._set_state(State.CONNECTING)
         self._log.info(Ev.SESSION_PAIRED, callSid=start.call_sid, streamSid=start.stream_sid)
@@ -491,7 +537,7 @@ class Session:
             return
         self._set_state(State.FAREWELL)
         self._log.info(Ev.FAREWELL)
-        self._farewell_deadline = self.clock() + self.options.farewell_timeout_s
+        self.deadlines.start_farewell(self.clock())
         # No new turns: the caller's next words must not start another answer.
         self._push_update(
             {"type": "session.update",
@@ -521,6 +567,12 @@ class Session:
     def _to_frontends(self, message: dict[str, Any] | ModelEvent, fid: int | None = None) -> None:
         if self.frontends:
             self.effects.frontend.append((fid, message))
+        elif fid is None and not self.ended:
+            if isinstance(message, ModelEvent) and message.type == "response.output_audio.delta":
+                return  # audio is for the caller; a returning browser needs the transcript
+            if len(self._missed) == self._missed.maxlen:
+                self._missed_dropped += 1
+            self._missed.append(message)
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

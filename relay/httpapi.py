@@ -1,14 +1,20 @@
 """relay's plain HTTP endpoints, answered on the WebSocket port.
 
-``GET|POST /twiml``, ``GET /health``, ``GET /public-url``, ``GET /tools`` and
-``POST /api/sessions/reset``. Each handler takes the request and returns a
-websockets :class:`~websockets.http11.Response`; none of them upgrades.
+``GET|POST /twiml``, ``GET /health``, ``GET /public-url``, ``GET /tools``, and the
+API: ``POST /api/sessions/reset``, ``POST /api/sessions/stop_all``,
+``POST /api/sessions/{sessionId}/stop`` (works from ``navigator.sendBeacon``:
+no custom headers, credentials in the query string, any small body) and
+``POST /api/heygen/stop_all_sessions``. Each handler takes the request and
+returns a websockets :class:`~websockets.http11.Response`; none upgrades.
+Browsers call the API cross-origin, so it answers CORS preflights.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +22,9 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from relay.errors import AvatarApiError
 from relay.httpbody import form_fields
+from relay.registry import valid_session_id
 from relay.routes import HttpRoute
 from relay.twiml import connect_stream_twiml, stream_url
 
@@ -50,6 +58,21 @@ def json_response(status: int, payload: Any) -> Response:
 def error_response(status: int, code: str, message: str) -> Response:
     """A JSON error body: ``{"error": code, "message": …}``."""
     return json_response(status, {"error": code, "message": message})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling the API: an operator (admin token) and/or a user."""
+
+    admin: bool
+    user_id: str | None
+
+
+def caller(server: RelayServer, request: Request, route: HttpRoute) -> Caller:
+    """Identify the caller: the admin bearer token, else ``?userId=``."""
+    admin_token = server.settings.admin_token
+    admin = bool(admin_token) and bearer_ok(request, admin_token)
+    return Caller(admin=admin, user_id=route.query.get("userId") or None)
 
 
 def bearer_ok(request: Request, expected: str) -> bool:
@@ -115,10 +138,90 @@ async def reset(server: RelayServer, request: Request, route: HttpRoute) -> Resp
     return json_response(200, {"ended": ended})
 
 
+async def stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """End the caller's sessions (every session for the admin); call it when the app loads."""
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", "use POST")
+    who = caller(server, request, route)
+    if who.admin:
+        return json_response(200, {"stopped": await server.registry.end_all_stopped()})
+    if who.user_id is None:
+        return error_response(401, "unauthorized", "a user (or the admin token) is required")
+    return json_response(200, {"stopped": await server.registry.stop_user(who.user_id)})
+
+
+async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """End one session: the page's ``beforeunload`` beacon."""
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", "use POST")
+    session_id = route.path.split("/")[3]
+    if not valid_session_id(session_id):
+        return error_response(400, "bad_session_id", "sessionId is not valid")
+    who = caller(server, request, route)
+    try:
+        stopped = await server.registry.stop_session(session_id, who.user_id, admin=who.admin)
+    except PermissionError:
+        return error_response(403, "forbidden", "that session belongs to another user")
+    if not stopped:
+        return error_response(404, "not_found", "no such live session")
+    return json_response(200, {"stopped": True, "sessionId": session_id})
+
+
+async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Stop every live HeyGen streaming session of the account (operators, app start)."""
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", "use POST")
+    if server.settings.admin_token and not caller(server, request, route).admin:
+        return error_response(401, "unauthorized", "admin token required")
+    if not server.avatars.configured:
+        return error_response(503, "not_configured", "HEYGEN_API_KEY is not set")
+    try:
+        stopped = await server.avatars.stop_all()
+    except AvatarApiError as exc:
+        return error_response(502, "heygen_unavailable", f"{exc} ({exc.reason})")
+    return json_response(200, {"stopped": stopped})
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "/twiml": twiml,
     "/health": health,
     "/public-url": public_url,
     "/tools": tools,
     "/api/sessions/reset": reset,
+    "/api/sessions/stop_all": stop_all,
+    "/api/heygen/stop_all_sessions": heygen_stop_all,
 }
+_STOP_ONE = re.compile(r"/api/sessions/[^/]+/stop\Z")
+
+
+def resolve(path: str) -> Endpoint | None:
+    """The endpoint serving ``path``, or None."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is None and _STOP_ONE.match(path):
+        endpoint = stop_one
+    return endpoint
+
+
+def cors_headers(server: RelayServer, request: Request) -> dict[str, str]:
+    """CORS headers for an API response, if the request's Origin is allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return {}
+    allowed = server.settings.allowed_origins
+    if "*" not in allowed and origin.rstrip("/") not in allowed:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
+def preflight(server: RelayServer, request: Request) -> Response:
+    """Answer an ``OPTIONS`` preflight: 204 with CORS headers, or 403 for other origins."""
+    headers = cors_headers(server, request)
+    if not headers:
+        return error_response(403, "origin_not_allowed", "this origin may not call relay")
+    return respond(204, b"", "text/plain", **{k.replace("-", "_"): v for k, v in headers.items()})

@@ -224,6 +224,10 @@ class Registry:
             await asyncio.gather(*(runner.wait_done() for runner in runners))
         return len(runners)
 
+    async def end_all_stopped(self) -> int:
+        """End every session (reason ``stopped``): an operator's stop-all."""
+        return await self._stop([r for r in list(self.sessions.values()) if not r.session.ended])
+
     async def stop_user(self, user_id: str) -> int:
         """End every session of ``user_id`` (reason ``stopped``); returns how many."""
         runners = [r for sid in self._by_user.get(user_id, ()) if (r := self._live(sid))]

@@ -378,7 +378,16 @@ class SessionRunner:
                                   error=type(result).__name__)
 
     async def _close(self, conn: WireMixin | UpstreamPeer, code: int, reason: str) -> None:
-        task = conn.close_soon(code, reason)
+        try:
+            task = conn.close_soon(code, reason)
+        except Exception:
+            # One connection failing to close must not keep the others open.
+            self._log.warning(Ev.HANDLER_CRASHED, step=f"close {type(conn).__name__}",
+                              exc_info=True)
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
+            return
         if task is None:
             task = getattr(conn, "close_task", None)
         if task is not None:

@@ -221,10 +221,15 @@ class RelayServer:
         except BadPath as exc:
             return httpapi.error_response(404, "not_found", str(exc))
         if isinstance(route, HttpRoute):
-            endpoint = httpapi.ENDPOINTS.get(route.path)
+            endpoint = httpapi.resolve(route.path)
             if endpoint is None:
                 return httpapi.error_response(404, "not_found", f"no endpoint {route.path}")
-            return await endpoint(self, request, route)
+            if request.method == "OPTIONS":
+                return httpapi.preflight(self, request)
+            response = await endpoint(self, request, route)
+            for name, value in httpapi.cors_headers(self, request).items():
+                response.headers[name] = value
+            return response
         if request.method != "GET":
             return httpapi.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
         if isinstance(route, LogsRoute):

@@ -17,11 +17,16 @@ import pytest
 from relay.config import Settings
 from relay.server import RelayServer
 from relay.sim.frontend import SimulatedFrontend
+from relay.sim.heygen_api import FakeHeygenApi
 from relay.sim.realtime_server import RealtimeServer
+from relay.sim.twilio_api import FakeTwilioApi
 from relay.sim.twilio_call import SimulatedCall
 from tests.timing import WAIT, t
 
 API_KEY = "sk-test-0123456789abcdef"
+TWILIO_SID = "AC" + "5" * 32
+TWILIO_TOKEN = "twilio-test-token-0123"
+HEYGEN_KEY = "heygen-test-key-0123"
 
 
 def relay_settings(**overrides: Any) -> Settings:
@@ -39,6 +44,7 @@ def relay_settings(**overrides: Any) -> Settings:
         farewell_timeout_s=t(3.0),
         call_start_timeout_s=t(1.0),
         close_timeout_s=t(1.0),
+        hangup_timeout_s=t(2.0),
         greet_first=False,
     )
     return base.replace(**overrides)
@@ -50,6 +56,8 @@ class Relay:
 
     server: RelayServer
     model: RealtimeServer
+    twilio: FakeTwilioApi
+    heygen: FakeHeygenApi
 
     @property
     def url(self) -> str:
@@ -109,16 +117,36 @@ async def model() -> AsyncIterator[RealtimeServer]:
 
 
 @pytest.fixture
-async def make_relay(model: RealtimeServer) -> AsyncIterator[RelayFactory]:
+async def twilio_api() -> AsyncIterator[FakeTwilioApi]:
+    """A fake Twilio REST API (Calls) on loopback."""
+    async with FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN) as api:
+        yield api
+
+
+@pytest.fixture
+async def heygen_api() -> AsyncIterator[FakeHeygenApi]:
+    """A fake HeyGen streaming API on loopback."""
+    async with FakeHeygenApi(HEYGEN_KEY) as api:
+        yield api
+
+
+@pytest.fixture
+async def make_relay(model: RealtimeServer, twilio_api: FakeTwilioApi,
+                     heygen_api: FakeHeygenApi) -> AsyncIterator[RelayFactory]:
     """Start relays with settings overrides; stop them and check for leaks after."""
     started: list[RelayServer] = []
 
     async def factory(**overrides: Any) -> Relay:
         overrides.setdefault("openai_realtime_url", model.url)
+        overrides.setdefault("twilio_account_sid", TWILIO_SID)
+        overrides.setdefault("twilio_auth_token", TWILIO_TOKEN)
+        overrides.setdefault("twilio_api_base_url", twilio_api.base_url)
+        overrides.setdefault("heygen_api_key", HEYGEN_KEY)
+        overrides.setdefault("heygen_api_base_url", heygen_api.base_url)
         server = RelayServer(relay_settings(**overrides))
         await server.start()
         started.append(server)
-        return Relay(server, model)
+        return Relay(server, model, twilio_api, heygen_api)
 
     yield factory
     for server in started:

@@ -192,6 +192,7 @@ class RelayServer:
             open_timeout=s.upstream_open_timeout_s,
             ping_interval=s.ping_interval_s,
             ping_timeout=s.ping_timeout_s,
+            close_timeout=s.close_timeout_s,
             session_id=session_id,
         )
 

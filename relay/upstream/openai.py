@@ -73,6 +73,7 @@ async def open_realtime(
     open_timeout: float,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
+    close_timeout: float = 10.0,
     session_id: str = "",
 ) -> WireClientConnection:
     """Open a Realtime WebSocket, retrying what is worth retrying.
@@ -96,6 +97,7 @@ async def open_realtime(
                 open_timeout=open_timeout,
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
                 max_size=MAX_EVENT_SIZE,
                 compression=None,
                 # A websockets User-Agent is fine; the key must not be logged,

@@ -126,7 +126,7 @@ def parse_message(text: str) -> FrontendMessage:
             return ClientEvent({"type": "response.cancel"})
         case FrontendType.AVATAR_ATTACH:
             provider, avatar_id = msg.get("provider"), msg.get("avatarSessionId")
-            if provider not in _AVATAR_PROVIDERS:
+            if not isinstance(provider, str) or provider not in _AVATAR_PROVIDERS:
                 raise MalformedMessage("avatar.attach needs provider \"heygen\"")
             if not isinstance(avatar_id, str) or not _AVATAR_ID.match(avatar_id):
                 raise MalformedMessage("avatar.attach needs a valid avatarSessionId")
@@ -145,7 +145,8 @@ def _vet_item_create(msg: dict[str, Any]) -> dict[str, Any]:
         clean = {"type": kind, "call_id": call_id[:64], "output": output}
     elif kind == "message":
         role, content = item.get("role"), item.get("content")
-        if role not in _ITEM_ROLES or not isinstance(content, list) or not content:
+        if not isinstance(role, str) or role not in _ITEM_ROLES or not isinstance(content, list) \
+                or not content:
             raise MalformedMessage("a message item needs role user or system and content")
         parts = []
         for part in content[:8]:

@@ -74,21 +74,17 @@ class Ev:
     HTTP_REQUEST = "🌍 HTTP request"
 
 
-#: Keys whose values never reach a log line: audio, credentials, tokens.
-_REDACTED_KEYS = frozenset(
-    {
-        "audio",
-        "payload",
-        "delta",
-        "authorization",
-        "api_key",
-        "token",
-        "auth_token",
-        "password",
-        "secret",
-        "jwt",
-    }
-)
+#: Keys whose values never reach a log line: audio, credentials, tokens. Keys
+#: are compared lower-cased without separators, so ``apiKey``, ``API_KEY`` and
+#: ``api-key`` all match, and so does any key ending in a secret word
+#: (``sessionToken``) — but not ``tokens_used``.
+_REDACTED_KEYS = frozenset({"audio", "payload", "delta", "authorization", "jwt", "cookie"})
+_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "authorization")
+
+
+def _is_secret_key(key: str) -> bool:
+    norm = key.lower().replace("_", "").replace("-", "")
+    return norm in _REDACTED_KEYS or norm.endswith(_SECRET_SUFFIXES)
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
@@ -97,7 +93,7 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) ->
     A structlog processor: relay's own code never passes such values, this is
     the net under it.
     """
-    for key in event_dict.keys() & _REDACTED_KEYS:
+    for key in [k for k in event_dict if _is_secret_key(k)]:
         event_dict[key] = "[redacted]"
     return event_dict
 

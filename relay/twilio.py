@@ -175,14 +175,14 @@ def media_payload(text: str) -> str | None:
     head = text.find('"event"', 0, 24)
     if head < 0:
         return None
-    value = text.find('"', head + 7)
-    if value - head > 10 or not text.startswith('"media"', value):
+    value = _after_colon(text, head + 7)
+    if value < 0 or not text.startswith('"media"', value):
         return None
-    key = text.find('"payload"', value)
+    key = text.find('"payload"', value + 7)
     if key < 0:
         return None
-    start = text.find('"', key + 9)
-    if start < 0 or start - key > 12:
+    start = _after_colon(text, key + 9)
+    if start < 0 or text[start] != '"':
         return None
     start += 1
     end = text.find('"', start)
@@ -192,6 +192,19 @@ def media_payload(text: str) -> str | None:
     if "\\" in payload:
         return None
     return payload
+
+
+def _after_colon(text: str, pos: int) -> int:
+    """Index of the value after ``pos`` if a ':' (with optional spaces) comes next, else -1."""
+    n = len(text)
+    while pos < n and text[pos] == " ":
+        pos += 1
+    if pos >= n or text[pos] != ":":
+        return -1
+    pos += 1
+    while pos < n and text[pos] == " ":
+        pos += 1
+    return pos if pos < n else -1
 
 
 def media_message(stream_sid: str, payload: str) -> bytes:

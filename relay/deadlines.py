@@ -27,6 +27,9 @@ class Due(Enum):
     FAREWELL = "farewell"
 
 
+_ENDS = frozenset({Due.INACTIVITY, Due.MAX_DURATION, Due.GRACE, Due.FAREWELL})
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The durations, in seconds; 0 disables a warning."""
@@ -99,7 +102,12 @@ class Deadlines:
 
     def due(self, now: float) -> list[Due]:
         """Every deadline that has passed, ends last; warnings are given once."""
-        passed = sorted((at, due) for at, due in self._candidates() if at <= now)
+        # Warnings first, then ends, each in time order: a late check must
+        # never warn about a session it has just ended.
+        passed = sorted(
+            ((at, due) for at, due in self._candidates() if at <= now),
+            key=lambda pair: (pair[1] in _ENDS, pair[0]),
+        )
         result = []
         for _, due in passed:
             if due is Due.INACTIVITY_WARNING:

@@ -178,8 +178,15 @@ def media_payload(text: str) -> str | None:
     value = _after_colon(text, head + 7)
     if value < 0 or not text.startswith('"media"', value):
         return None
-    key = text.find('"payload"', value + 7)
-    if key < 0:
+    # The payload must be the one inside the top-level "media" object.
+    media = text.find('"media"', value + 7)
+    if media < 0 or text.find("{", value + 7, media) >= 0 or text.find("[", value + 7, media) >= 0:
+        return None
+    brace = _after_colon(text, media + 7)
+    if brace < 0 or text[brace] != "{":
+        return None
+    key = text.find('"payload"', brace + 1)
+    if key < 0 or text.find("{", brace + 1, key) >= 0 or text.find("}", brace + 1, key) >= 0:
         return None
     start = _after_colon(text, key + 9)
     if start < 0 or text[start] != '"':

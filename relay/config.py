@@ -104,6 +104,40 @@ class Settings:
     heygen_api_base_url: str = "https://api.heygen.com"
     #: Browser origins allowed on /logs and the HTTP API ("*": any).
     allowed_origins: tuple[str, ...] = ("*",)
+
+    # -- security -------------------------------------------------------------
+    #: HS256 secret shared with the app that mints frontend tokens; empty runs
+    #: the explicit, loudly logged development mode (no frontend auth).
+    auth_secret: str = field(default="", repr=False)
+    #: The ``aud`` claim every frontend token must carry.
+    auth_audience: str = "relay"
+    #: ``auto`` checks X-Twilio-Signature whenever TWILIO_AUTH_TOKEN is set.
+    twilio_signatures: str = "auto"
+    #: How long a /twiml stream token waits for its stream's ``start``.
+    stream_token_ttl_s: float = 30.0
+    #: Per-IP connection rate limit (0 disables) and burst.
+    conn_rate_per_s: float = 20.0
+    conn_burst: int = 60
+    #: Caps: live sessions overall and per user, frontends per session.
+    max_sessions: int = 1000
+    max_sessions_per_user: int = 2
+    max_frontends_per_session: int = 4
+    #: Largest message per endpoint, in bytes.
+    max_call_message: int = 16 * 1024
+    max_frontend_message: int = 64 * 1024
+    #: How long the opening handshake (and a plain HTTP request) may take.
+    handshake_timeout_s: float = 5.0
+    #: Unsent bytes a peer may leave in its send buffer before it is closed (1013).
+    max_send_buffer: int = 1 << 20
+    #: Trust X-Forwarded-For for the client address (behind your own proxy only).
+    trust_proxy: bool = False
+
+    @property
+    def verifies_twilio(self) -> bool:
+        """Whether /twiml and /call require a valid Twilio signature."""
+        if self.twilio_signatures == "auto":
+            return bool(self.twilio_auth_token)
+        return self.twilio_signatures == "on"
     #: How long an ``end_interview`` waits for its goodbye to finish playing.
     farewell_timeout_s: float = 15.0
     #: How long a ``/call`` stream may take to send ``start``.
@@ -131,6 +165,16 @@ class Settings:
             model = "openai" if key else "local"
         if model == "openai" and not key:
             raise SettingsError("RELAY_MODEL=openai needs OPENAI_API_KEY")
+        secret = reader.str("RELAY_AUTH_SECRET", "")
+        if secret and len(secret) < 16:
+            raise SettingsError("RELAY_AUTH_SECRET must be at least 16 characters")
+        signatures = reader.str("RELAY_TWILIO_SIGNATURES", "auto").lower()
+        if (signatures == "on" or (signatures == "auto" and reader.str("TWILIO_AUTH_TOKEN", ""))) \
+                and not reader.str("PUBLIC_URL", ""):
+            raise SettingsError(
+                "Twilio signatures are checked over the public URL Twilio calls: set PUBLIC_URL "
+                "(or RELAY_TWILIO_SIGNATURES=off)"
+            )
         d = cls()
         return cls(
             host=reader.str("HOST", d.host),
@@ -181,6 +225,22 @@ class Settings:
             heygen_api_key=reader.str("HEYGEN_API_KEY", ""),
             heygen_api_base_url=reader.str("HEYGEN_API_BASE_URL", d.heygen_api_base_url),
             allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS", d.allowed_origins),
+            auth_secret=reader.str("RELAY_AUTH_SECRET", ""),
+            auth_audience=reader.str("RELAY_AUTH_AUDIENCE", d.auth_audience),
+            twilio_signatures=reader.choice("RELAY_TWILIO_SIGNATURES", "auto", ("auto", "on", "off")),
+            stream_token_ttl_s=reader.positive("RELAY_STREAM_TOKEN_TTL_S", d.stream_token_ttl_s),
+            conn_rate_per_s=reader.float("RELAY_CONN_RATE_PER_S", d.conn_rate_per_s),
+            conn_burst=reader.int("RELAY_CONN_BURST", d.conn_burst),
+            max_sessions=reader.int("RELAY_MAX_SESSIONS", d.max_sessions),
+            max_sessions_per_user=reader.int("RELAY_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),
+            max_frontends_per_session=reader.int(
+                "RELAY_MAX_FRONTENDS_PER_SESSION", d.max_frontends_per_session
+            ),
+            max_call_message=reader.int("RELAY_MAX_CALL_MESSAGE", d.max_call_message),
+            max_frontend_message=reader.int("RELAY_MAX_FRONTEND_MESSAGE", d.max_frontend_message),
+            handshake_timeout_s=reader.positive("RELAY_HANDSHAKE_TIMEOUT_S", d.handshake_timeout_s),
+            max_send_buffer=reader.int("RELAY_MAX_SEND_BUFFER", d.max_send_buffer),
+            trust_proxy=reader.bool("RELAY_TRUST_PROXY", d.trust_proxy),
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),

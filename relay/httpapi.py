@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from relay.errors import AvatarApiError
+from relay.gate import Caller
 from relay.httpbody import form_fields
 from relay.registry import valid_session_id
 from relay.routes import HttpRoute
@@ -60,19 +60,9 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": code, "message": message})
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling the API: an operator (admin token) and/or a user."""
-
-    admin: bool
-    user_id: str | None
-
-
 def caller(server: RelayServer, request: Request, route: HttpRoute) -> Caller:
-    """Identify the caller: the admin bearer token, else ``?userId=``."""
-    admin_token = server.settings.admin_token
-    admin = bool(admin_token) and bearer_ok(request, admin_token)
-    return Caller(admin=admin, user_id=route.query.get("userId") or None)
+    """Identify the caller (raises AuthError 401 when auth is on and it has no token)."""
+    return server.gate.api_caller(request, route)
 
 
 def bearer_ok(request: Request, expected: str) -> bool:
@@ -91,6 +81,7 @@ async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Resp
     """TwiML that connects the call to ``/call``, carrying the sessionId."""
     if request.method not in ("GET", "POST"):
         return error_response(405, "method_not_allowed", "use GET or POST")
+    server.gate.admit_webhook(request)
     params = dict(route.query)
     params.update(form_fields(request))
     public = server.settings.public_url or _public_from_request(request)
@@ -98,6 +89,12 @@ async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Resp
     session_id = params.get("sessionId")
     if session_id:
         parameters["sessionId"] = session_id
+    if server.gate.signatures is not None:
+        call_sid = params.get("CallSid")
+        if not call_sid:
+            return error_response(400, "bad_request", "CallSid is required")
+        # Binds the stream to this signed webhook: a replayed upgrade has no token.
+        parameters["streamToken"] = server.gate.stream_tokens.mint(call_sid)
     try:
         body = connect_stream_twiml(stream_url(public, "/call"), parameters)
     except ValueError as exc:

@@ -27,6 +27,11 @@ class Ev:
     SERVER_STARTED = "🚀 Relay server listening"
     MODEL_LOCAL = "🧪 Using the built-in local model (no OPENAI_API_KEY)"
     MODEL_OPENAI = "🤖 Using the OpenAI Realtime API"
+    DEV_MODE = ("⚠️ DEVELOPMENT MODE: no RELAY_AUTH_SECRET, so anyone who can reach relay "
+                "can open frontend connections and read transcripts")
+    NO_TWILIO_SIGNATURES = "⚠️ Twilio signatures are not checked: anyone can open /call streams"
+    RATE_LIMITED = "🚦 Connection rate limit hit"
+    HANDSHAKE_REFUSED = "🚫 Handshake refused"
     NO_TWILIO_CREDENTIALS = "⚠️ No Twilio credentials: ended sessions cannot hang up their calls"
     DRAIN_TIMEOUT = "⏱️ Drain took too long; closing what is left"
     SERVER_STOPPING = "🛑 Relay server shutting down"

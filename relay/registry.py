@@ -53,6 +53,15 @@ class PairingRefused(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Capacity:
+    """How much one relay process takes on."""
+
+    max_sessions: int = 1000
+    max_sessions_per_user: int = 2
+    max_frontends_per_session: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class FrontendRoute:
     """Where a ``/logs`` connection asked to go."""
 
@@ -67,8 +76,10 @@ class Registry:
     """Owns every session runner of the process."""
 
     def __init__(self, options: SessionOptions, deps: RunnerDeps,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 limits: Capacity | None = None) -> None:
         self._options = options
+        self._limits = limits or Capacity()
         self._deps = deps
         self._clock = clock
         self.sessions: dict[str, SessionRunner] = {}
@@ -86,6 +97,8 @@ class Registry:
     # -- creation -------------------------------------------------------------------
 
     def _create(self, session_id: str, *, claimable: bool = False) -> SessionRunner:
+        if sum(1 for r in self.sessions.values() if not r.done) >= self._limits.max_sessions:
+            raise PairingRefused("relay is at capacity", 1013)
         clock = self._clock or asyncio.get_running_loop().time
         session = Session(session_id, self._options, clock, claimable=claimable)
         runner = SessionRunner(session, self._deps, self._forget)
@@ -98,6 +111,33 @@ class Registry:
         if runner is None or runner.session.ended:
             return None
         return runner
+
+    # -- admission (read-only) ---------------------------------------------------------
+
+    def admission(self, session_id: str | None, call_sid: str | None,
+                  user_id: str | None) -> tuple[int, str] | None:
+        """Whether a frontend may join (or start) a session; None, or (status, reason).
+
+        Touches nothing: it runs on the handshake, before any session state.
+        """
+        runner = self._live(session_id) if session_id is not None else None
+        if runner is None and call_sid is not None:
+            known = self._by_call_sid.get(call_sid)
+            runner = self._live(known) if known else None
+        if runner is not None:
+            if not self._may_join(runner, user_id):
+                return 403, "that session belongs to another user"
+            if len(runner.frontends) >= self._limits.max_frontends_per_session:
+                return 409, "too many frontends on this session"
+            return None
+        live = sum(1 for r in self.sessions.values() if not r.done)
+        if live >= self._limits.max_sessions:
+            return 503, "relay is at capacity; try again shortly"
+        if user_id is not None:
+            owned = sum(1 for sid in self._by_user.get(user_id, ()) if sid in self.sessions)
+            if owned >= self._limits.max_sessions_per_user:
+                return 429, "too many sessions for this user; end one first"
+        return None
 
     # -- pairing ---------------------------------------------------------------------
 

@@ -9,21 +9,31 @@ end; messages flow through the sinks of :mod:`relay.wire`.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from relay import httpapi, twilio
+from relay.auth import SUBPROTOCOL, AuthError
 from relay.avatars import AvatarSessions
 from relay.calls import CallHangUp
 from relay.closecodes import CloseCode
 from relay.config import Settings
 from relay.deadlines import Limits
 from relay.errors import BadInput
+from relay.gate import Gate
 from relay.httpbody import body_reading_connection
 from relay.logs import Ev, get_logger
-from relay.registry import FrontendRoute, PairingRefused, Registry, valid_session_id
+from relay.registry import (
+    Capacity,
+    FrontendRoute,
+    PairingRefused,
+    Registry,
+    valid_session_id,
+)
 from relay.routes import BadPath, CallRoute, HttpRoute, LogsRoute, parse_route
 from relay.runner import RunnerDeps
 from relay.session import EndReason, FrontendInfo, SessionOptions
@@ -32,11 +42,6 @@ from relay.upstream.local import LocalModel
 from relay.upstream.openai import open_realtime
 from relay.upstream.peer import LocalPeer, UpstreamPeer
 from relay.wire import WireMixin
-
-#: Largest message accepted per endpoint. A Twilio media frame is ~300 bytes;
-#: its start message with custom parameters a few KiB.
-MAX_CALL_MESSAGE = 16 * 1024
-MAX_FRONTEND_MESSAGE = 64 * 1024
 
 
 def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
@@ -85,7 +90,13 @@ class RelayServer:
             close_timeout_s=settings.close_timeout_s,
             hangup_timeout_s=budget,
         )
-        self.registry = Registry(session_options(settings, self.toolbox), deps)
+        capacity = Capacity(
+            max_sessions=settings.max_sessions,
+            max_sessions_per_user=settings.max_sessions_per_user,
+            max_frontends_per_session=settings.max_frontends_per_session,
+        )
+        self.registry = Registry(session_options(settings, self.toolbox), deps, limits=capacity)
+        self.gate = Gate(settings, self.registry, time.monotonic)
         self._server: Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._handlers = {"call": 0, "frontend": 0}
@@ -106,9 +117,10 @@ class RelayServer:
             self.settings.port,
             process_request=self._process_request,
             create_connection=connection_class,
+            select_subprotocol=self._select_subprotocol,
             compression=None,
-            max_size=MAX_FRONTEND_MESSAGE,
-            open_timeout=10,
+            max_size=max(self.settings.max_frontend_message, self.settings.max_call_message),
+            open_timeout=self.settings.handshake_timeout_s,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
             close_timeout=self.settings.close_timeout_s,
@@ -122,6 +134,10 @@ class RelayServer:
             self._log.info(Ev.MODEL_OPENAI, url=self.settings.openai_realtime_url)
         if not self.calls.configured:
             self._log.warning(Ev.NO_TWILIO_CREDENTIALS)
+        if self.gate.verifier is None:
+            self._log.warning(Ev.DEV_MODE)
+        if self.gate.signatures is None:
+            self._log.warning(Ev.NO_TWILIO_SIGNATURES)
 
     @property
     def port(self) -> int:
@@ -212,39 +228,67 @@ class RelayServer:
             },
             "endedByReason": dict(self.registry.ended_by_reason),
             "resumeGraceS": self.settings.resume_grace_s,
+            "security": {
+                "auth": self.gate.verifier is not None,
+                "twilioSignatures": self.gate.signatures is not None,
+                "origins": list(self.settings.allowed_origins),
+            },
         }
 
     # -- HTTP and routing ---------------------------------------------------------------
 
+    def _select_subprotocol(self, conn: ServerConnection, offered: Sequence[str]) -> str | None:
+        # relay.v1 is the only subprotocol ever selected; a token offered
+        # beside it is a credential, never echoed back.
+        return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        client = self.gate.client_address(conn.remote_address, request)
+        if not self.gate.rate_ok(client):
+            self._log.warning(Ev.RATE_LIMITED, client=client)
+            return httpapi.error_response(429, "rate_limited", "too many connections; slow down")
         try:
             route = parse_route(request.path)
         except BadPath as exc:
             return httpapi.error_response(404, "not_found", str(exc))
         if isinstance(route, HttpRoute):
-            endpoint = httpapi.resolve(route.path)
-            if endpoint is None:
-                return httpapi.error_response(404, "not_found", f"no endpoint {route.path}")
-            if request.method == "OPTIONS":
-                return httpapi.preflight(self, request)
-            response = await endpoint(self, request, route)
-            for name, value in httpapi.cors_headers(self, request).items():
-                response.headers[name] = value
-            return response
+            return await self._answer_http(request, route)
         if request.method != "GET":
             return httpapi.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
-        if isinstance(route, LogsRoute):
-            if route.session_id is not None and not valid_session_id(route.session_id):
-                return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
-            if route.dialect not in (None, "ga", "beta"):
-                return httpapi.error_response(400, "bad_dialect", "dialect must be ga or beta")
-            conn.protocol.max_message_size = MAX_FRONTEND_MESSAGE
-        else:
-            if route.session_id is not None and not valid_session_id(route.session_id):
-                return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
-            conn.protocol.max_message_size = MAX_CALL_MESSAGE
+        if route.session_id is not None and not valid_session_id(route.session_id):
+            return httpapi.error_response(400, "bad_session_id", "sessionId is not valid")
+        assert isinstance(conn, WireMixin)
+        conn.max_send_buffer = self.settings.max_send_buffer
+        try:
+            if isinstance(route, LogsRoute):
+                if route.dialect not in (None, "ga", "beta"):
+                    return httpapi.error_response(400, "bad_dialect", "dialect must be ga or beta")
+                conn.relay_user = self.gate.admit_frontend(request, route)  # type: ignore[attr-defined]
+                conn.protocol.max_message_size = self.settings.max_frontend_message
+            else:
+                self.gate.admit_call(request, route)
+                conn.protocol.max_message_size = self.settings.max_call_message
+        except AuthError as exc:
+            kind = "frontend" if isinstance(route, LogsRoute) else "call"
+            self._log.warning(Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,
+                              reason=exc.message, client=client)
+            return httpapi.error_response(exc.status, _code(exc.status), exc.message)
         conn.relay_route = route  # type: ignore[attr-defined]
         return None
+
+    async def _answer_http(self, request: Request, route: HttpRoute) -> Response:
+        endpoint = httpapi.resolve(route.path)
+        if endpoint is None:
+            return httpapi.error_response(404, "not_found", f"no endpoint {route.path}")
+        if request.method == "OPTIONS":
+            return httpapi.preflight(self, request)
+        try:
+            response = await endpoint(self, request, route)
+        except AuthError as exc:
+            response = httpapi.error_response(exc.status, _code(exc.status), exc.message)
+        for name, value in httpapi.cors_headers(self, request).items():
+            response.headers[name] = value
+        return response
 
     async def _handle(self, conn: ServerConnection) -> None:
         route = conn.relay_route  # type: ignore[attr-defined]
@@ -266,7 +310,7 @@ class RelayServer:
         try:
             runner, fid = self.registry.attach_frontend(
                 FrontendRoute(route.session_id, route.call_sid, info,
-                              user_id=route.query.get("userId") or None), conn
+                              user_id=conn.relay_user), conn  # type: ignore[attr-defined]
             )
         except PairingRefused as exc:
             log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
@@ -297,6 +341,10 @@ class RelayServer:
                     return
                 if not isinstance(msg, twilio.Start):
                     raise BadInput(f"{type(msg).__name__.lower()} before start", code="wrong_order")
+                if not self.gate.stream_token_ok(msg.custom_parameters.get("streamToken"),
+                                                 msg.call_sid):
+                    # A replayed or forged stream: refused before any model session.
+                    raise BadInput("missing, reused or expired stream token", code="bad_stream_token")
                 runner = self.registry.attach_call(msg, route.session_id, conn)
             except BadInput as exc:
                 log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
@@ -334,3 +382,8 @@ class RelayServer:
             if runner is not None:
                 runner.call_closed()
             log.info(Ev.CALL_CLOSED, code=conn.close_code)  # type: ignore[attr-defined]
+
+
+def _code(status: int) -> str:
+    return {401: "unauthorized", 403: "forbidden", 409: "conflict", 429: "rate_limited",
+            503: "unavailable"}.get(status, "refused")

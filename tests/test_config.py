@@ -52,6 +52,20 @@ FULL_ENV = {
     "HEYGEN_API_KEY": "heygen-key",
     "HEYGEN_API_BASE_URL": "http://127.0.0.1:9997",
     "RELAY_ALLOWED_ORIGINS": "https://app.example.com",
+    "RELAY_AUTH_SECRET": "auth-secret-0123456789",
+    "RELAY_AUTH_AUDIENCE": "relay-test",
+    "RELAY_TWILIO_SIGNATURES": "on",
+    "RELAY_STREAM_TOKEN_TTL_S": "5",
+    "RELAY_CONN_RATE_PER_S": "3",
+    "RELAY_CONN_BURST": "7",
+    "RELAY_MAX_SESSIONS": "9",
+    "RELAY_MAX_SESSIONS_PER_USER": "3",
+    "RELAY_MAX_FRONTENDS_PER_SESSION": "2",
+    "RELAY_MAX_CALL_MESSAGE": "8192",
+    "RELAY_MAX_FRONTEND_MESSAGE": "32768",
+    "RELAY_HANDSHAKE_TIMEOUT_S": "2",
+    "RELAY_MAX_SEND_BUFFER": "65536",
+    "RELAY_TRUST_PROXY": "1",
 }
 
 INT_VARS = [
@@ -130,6 +144,20 @@ def test_every_variable_is_read() -> None:
         heygen_api_key="heygen-key",
         heygen_api_base_url="http://127.0.0.1:9997",
         allowed_origins=("https://app.example.com",),
+        auth_secret="auth-secret-0123456789",
+        auth_audience="relay-test",
+        twilio_signatures="on",
+        stream_token_ttl_s=5.0,
+        conn_rate_per_s=3.0,
+        conn_burst=7,
+        max_sessions=9,
+        max_sessions_per_user=3,
+        max_frontends_per_session=2,
+        max_call_message=8192,
+        max_frontend_message=32768,
+        handshake_timeout_s=2.0,
+        max_send_buffer=65536,
+        trust_proxy=True,
     )
     assert not settings.uses_local_model
 

@@ -25,6 +25,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
         TWILIO_ACCOUNT_SID=TWILIO_SID, TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         TWILIO_API_BASE_URL=twilio_api.base_url, HEYGEN_API_KEY=HEYGEN_KEY,
         HEYGEN_API_BASE_URL=heygen_api.base_url, RELAY_DRAIN_S="5", RELAY_GREET_FIRST="0",
+        RELAY_TWILIO_SIGNATURES="off",
     )
     url = f"ws://127.0.0.1:{port}"
     heygen_api.add_session("avatar-1")

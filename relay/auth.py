@@ -1,0 +1,134 @@
+"""Who a browser is: short-lived signed tokens (JWT, HS256), checked before anything else.
+
+The Next.js app mints a token per page load (``sub``: the user, ``aud``: the
+relay's audience, ``exp``: minutes away, optionally ``sid``: the one session it
+may join) with the secret it shares with relay (``RELAY_AUTH_SECRET``).
+Browsers cannot set headers on a WebSocket, so the token travels as a second
+``Sec-WebSocket-Protocol`` value beside ``relay.v1`` (the only subprotocol
+relay ever selects); ``navigator.sendBeacon`` cannot set headers at all, so the
+API also takes it from the query string. The algorithm is pinned: a token
+signed otherwise (``none``, RS256 with a confused key) is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from relay.errors import RelayError
+
+SUBPROTOCOL = "relay.v1"
+ALGORITHM = "HS256"
+
+
+class AuthError(RelayError):
+    """A request relay refuses to serve.
+
+    Attributes:
+        status: the HTTP status to answer (401 unauthenticated, 403 forbidden).
+        message: why, safe to show (never the token).
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A verified caller: the user, and the one session the token allows, if any."""
+
+    user_id: str
+    session_id: str | None = None
+
+    def may_open(self, session_id: str | None) -> bool:
+        """Whether the token allows joining ``session_id`` (None: a new, unnamed one)."""
+        return self.session_id is None or self.session_id == session_id
+
+
+class TokenVerifier:
+    """Verifies relay's frontend tokens.
+
+    Args:
+        secret: the shared HS256 secret.
+        audience: the required ``aud`` claim.
+        leeway_s: clock skew tolerated on ``exp``/``nbf``.
+    """
+
+    def __init__(self, secret: str, audience: str, leeway_s: float = 5.0) -> None:
+        if len(secret) < 16:
+            raise ValueError("RELAY_AUTH_SECRET must be at least 16 characters")
+        self._secret = secret
+        self._audience = audience
+        self._leeway = leeway_s
+
+    def __repr__(self) -> str:
+        return f"TokenVerifier(audience={self._audience!r})"
+
+    def verify(self, token: str | None) -> Principal:
+        """The principal a token names.
+
+        Raises:
+            AuthError: 401 if the token is missing, malformed, expired, for
+                another audience, signed with another algorithm or key.
+        """
+        if not token:
+            raise AuthError(401, "a token is required")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                leeway=self._leeway,
+                options={"require": ["exp", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(401, "the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise AuthError(401, "the token is not valid") from None
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if not isinstance(sub, str) or not sub or len(sub) > 128:
+            raise AuthError(401, "the token names no user")
+        if sid is not None and (not isinstance(sid, str) or len(sid) > 64):
+            raise AuthError(401, "the token's sid is not valid")
+        return Principal(user_id=sub, session_id=sid)
+
+
+def token_from_subprotocols(header: str | None) -> str | None:
+    """The token offered beside ``relay.v1`` in ``Sec-WebSocket-Protocol``, if any."""
+    if not header:
+        return None
+    offered = [value.strip() for value in header.split(",")]
+    others = [value for value in offered if value and value != SUBPROTOCOL]
+    return others[0] if len(others) == 1 else None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, if any."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def mint_token(
+    secret: str,
+    user_id: str,
+    *,
+    audience: str = "relay",
+    ttl_s: float = 300.0,
+    session_id: str | None = None,
+) -> str:
+    """A token as the app's server would mint it (demos, tests, ``scripts/mint_token.py``)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": user_id, "aud": audience, "iat": now, "exp": now + int(ttl_s)}
+    if session_id is not None:
+        claims["sid"] = session_id
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)

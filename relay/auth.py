@@ -22,6 +22,8 @@ from relay.errors import RelayError
 
 SUBPROTOCOL = "relay.v1"
 ALGORITHM = "HS256"
+#: RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32 bytes).
+MIN_SECRET_BYTES = 32
 
 
 class AuthError(RelayError):
@@ -60,8 +62,8 @@ class TokenVerifier:
     """
 
     def __init__(self, secret: str, audience: str, leeway_s: float = 5.0) -> None:
-        if len(secret) < 16:
-            raise ValueError("RELAY_AUTH_SECRET must be at least 16 characters")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"RELAY_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._audience = audience
         self._leeway = leeway_s

@@ -166,8 +166,9 @@ class Settings:
         if model == "openai" and not key:
             raise SettingsError("RELAY_MODEL=openai needs OPENAI_API_KEY")
         secret = reader.str("RELAY_AUTH_SECRET", "")
-        if secret and len(secret) < 16:
-            raise SettingsError("RELAY_AUTH_SECRET must be at least 16 characters")
+        if secret and len(secret.encode()) < 32:
+            # RFC 7518 §3.2: an HS256 key must be at least 32 bytes.
+            raise SettingsError("RELAY_AUTH_SECRET must be at least 32 bytes")
         signatures = reader.str("RELAY_TWILIO_SIGNATURES", "auto").lower()
         if (signatures == "on" or (signatures == "auto" and reader.str("TWILIO_AUTH_TOKEN", ""))) \
                 and not reader.str("PUBLIC_URL", ""):

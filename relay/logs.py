@@ -59,6 +59,8 @@ class Ev:
     UPSTREAM_CLOSED = "🔌 Model session closed"
     UPSTREAM_ERROR = "⚠️ Model reported an error"
 
+    MODEL_EVENT = "🧠 Model event"
+    FRONTEND_MESSAGE = "💬 Frontend message"
     BARGE_IN = "✋ Caller interrupted the interviewer"
     TOOL_CALL = "🛠️ Model called a tool"
     TOOL_FAILED = "💥 Tool call failed"

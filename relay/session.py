@@ -292,6 +292,7 @@ class Session:
         self._touch()
         if self.ended:
             return
+        self._log.debug(Ev.FRONTEND_MESSAGE, frontend=fid, type=type(msg).__name__)
         match msg:
             case fmsg.JobConfigMessage(config):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, **jobconfig_summary(config))
@@ -433,6 +434,7 @@ class Session:
             self._on_output_audio(event)
             self._to_frontends(ModelEvent(text, event, kind))
             return
+        self._log.debug(Ev.MODEL_EVENT, type=kind)
         self._on_model_event(kind, event)
         self._to_frontends(ModelEvent(text, event, kind))
 

@@ -48,10 +48,9 @@ class TwilioSignatures:
         """Whether a ``/call`` upgrade was signed by Twilio (over the ``wss://`` URL)."""
         if not signature:
             return False
-        base = stream_url(self._public, "")
-        # Twilio signs the stream URL as written in the TwiML; accept the
-        # https:// spelling of the same URL too.
-        candidates = (base + path, self._public + path)
+        # Twilio signs the stream URL as written in the TwiML (wss://); accept
+        # the https:// spelling of the same URL too.
+        candidates = (stream_url(self._public, path), self._public + path)
         return any(self._validator.validate(url, {}, signature) for url in candidates)
 
     @property

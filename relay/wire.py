@@ -157,8 +157,12 @@ class WireMixin:
         return self.close_task
 
     async def _close(self, code: int, reason: str) -> None:
+        # websockets' close() first drains the send buffer, which never ends
+        # if the peer stopped reading: bound the whole handshake, then abort.
+        limit = getattr(self, "close_timeout", None) or 10.0
         try:
-            await self.close(code, reason[:120])  # type: ignore[attr-defined]
+            async with asyncio.timeout(limit):
+                await self.close(code, reason[:120])  # type: ignore[attr-defined]
         except Exception:
             # Closing must never fail a teardown; the transport is aborted.
             self.transport.abort()

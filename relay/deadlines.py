@@ -64,6 +64,12 @@ class Deadlines:
         self._inactivity_warned = False
         self._duration_warned = False
 
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings currently in force (``inactivity``, ``duration``)."""
+        return [name for name, on in (("inactivity", self._inactivity_warned),
+                                      ("duration", self._duration_warned)) if on]
+
     def touch(self, now: float) -> bool:
         """Record activity. Returns True if this cancels an inactivity warning."""
         self.last_activity = now

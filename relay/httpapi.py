@@ -15,6 +15,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -179,7 +180,30 @@ async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRout
     return json_response(200, {"stopped": stopped})
 
 
+async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Live sessions and the last ended ones (the live sessions page); admin token when set."""
+    if server.settings.admin_token and not caller(server, request, route).admin:
+        return error_response(401, "unauthorized", "admin token required")
+    return json_response(200, {
+        "sessions": server.registry.snapshot(),
+        "ended": list(reversed(server.registry.recently_ended)),
+        "health": server.health(),
+    })
+
+
+async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
+    return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8",
+                   Content_Security_Policy="default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                           "script-src 'self' 'unsafe-inline'")
+
+
+_DASHBOARD = Path(__file__).with_name("dashboard.html")
+
 ENDPOINTS: dict[str, Endpoint] = {
+    "/": dashboard,
+    "/dashboard": dashboard,
+    "/api/sessions": sessions,
     "/twiml": twiml,
     "/health": health,
     "/public-url": public_url,

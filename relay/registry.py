@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,6 +93,8 @@ class Registry:
         self._by_user: dict[str, set[str]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.ended_by_reason: Counter[str] = Counter()
+        #: The last ended sessions, newest last (for the live sessions page).
+        self.recently_ended: deque[dict[str, object]] = deque(maxlen=50)
         self._log = get_logger(component="registry")
 
     # -- creation -------------------------------------------------------------------
@@ -251,6 +254,15 @@ class Registry:
             del self._by_call_sid[call_sid]
         reason = runner.session.end_reason
         self.ended_by_reason[reason.value if reason else "unknown"] += 1
+        session = runner.session
+        self.recently_ended.append({
+            "sessionId": session.id,
+            "userId": session.user_id,
+            "callSid": session.call.call_sid if session.call else None,
+            "reason": reason.value if reason else "unknown",
+            "endedAt": time.time(),
+            "durationS": round(session.clock() - session.created_at, 1),
+        })
 
     async def end_all(self, reason: EndReason) -> int:
         """End every session for ``reason`` and wait for their teardowns.
@@ -330,6 +342,31 @@ class Registry:
         return ended
 
     # -- reporting -----------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every live session as the live sessions page shows it."""
+        rows = []
+        for runner in self.sessions.values():
+            session = runner.session
+            now = session.clock()
+            upstream = runner.upstream
+            rows.append({
+                "sessionId": session.id,
+                "state": session.state.name.lower(),
+                "userId": session.user_id,
+                "callSid": session.call.call_sid if session.call else None,
+                "streamSid": session.stream_sid,
+                "call": "connected" if runner.call_open else ("ended" if session.call else "none"),
+                "frontends": len(runner.frontends),
+                "model": "open" if upstream is not None and upstream.is_open else (
+                    "connecting" if session.state.name == "CONNECTING" else "none"),
+                "ageS": round(now - session.created_at, 1),
+                "idleS": round(now - session.last_activity, 1),
+                "warnings": session.deadlines.warnings,
+                "waiting": runner.id in self._waiting,
+                "avatars": len(session.avatars),
+            })
+        return rows
 
     def counts(self) -> dict[str, int]:
         """Sessions, waiting frontends, and open connections by kind."""

@@ -232,6 +232,9 @@ class RelayServer:
                 "auth": self.gate.verifier is not None,
                 "twilioSignatures": self.gate.signatures is not None,
                 "origins": list(self.settings.allowed_origins),
+                "handshakeTimeoutS": self.settings.handshake_timeout_s,
+                "connRatePerS": self.settings.conn_rate_per_s,
+                "connBurst": self.settings.conn_burst,
             },
         }
 

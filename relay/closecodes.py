@@ -17,6 +17,8 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     #: A binary frame where only JSON text is accepted.
     UNSUPPORTED_DATA = 1003
+    #: A text frame that is not valid UTF-8.
+    INVALID_DATA = 1007
     #: A message broke the protocol (Twilio: anything refused; bad order).
     POLICY_VIOLATION = 1008
     #: A message exceeded the size limit for its endpoint.

@@ -113,16 +113,22 @@ def _public_from_request(request: Request) -> str:
 
 async def health(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Liveness plus counts: sessions, waiting frontends, open connections, ends by reason."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, server.health())
 
 
 async def public_url(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The configured public URL, as the reference demo's web app expects."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, {"publicUrl": server.settings.public_url})
 
 
 async def tools(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The function schemas the model is offered."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, server.toolbox.schemas)
 
 
@@ -182,6 +188,8 @@ async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRout
 
 async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Live sessions and the last ended ones (the live sessions page); admin token when set."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
     if server.settings.admin_token and not caller(server, request, route).admin:
         return error_response(401, "unauthorized", "admin token required")
     return json_response(200, {
@@ -193,6 +201,8 @@ async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> R
 
 async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
     return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8",
                    Content_Security_Policy="default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                            "script-src 'self' 'unsafe-inline'")

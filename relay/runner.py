@@ -127,14 +127,26 @@ class SessionRunner:
         self._flush()
         return self.session.ended and not was_ended
 
+    def _guarded(self, handler: Callable[..., None]) -> Callable[..., None]:
+        """Wrap a sink: a bug in relay ends this session (internal_error), nothing else."""
+
+        def sink(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception:
+                self._log.error(Ev.HANDLER_CRASHED, where=handler.__name__, exc_info=True)
+                self.session.effects.clear()
+                self.end(EndReason.INTERNAL_ERROR)
+
+        return sink
+
     def attach_frontend(self, conn: WireMixin, info: FrontendInfo) -> int:
         """Add a frontend; returns its ID. Its messages now reach the session."""
         fid = next(_fids)
         self.frontends[fid] = FrontendLink(conn, info)
-        conn.set_sinks(
-            lambda text: self._on_frontend_text(fid, text),
-            lambda data: self._on_frontend_binary(fid, data),
-        )
+        on_text, on_binary = self._guarded(self._on_frontend_text), self._guarded(
+            self._on_frontend_binary)
+        conn.set_sinks(lambda text: on_text(fid, text), lambda data: on_binary(fid, data))
         self.session.add_frontend(fid, info)
         self._flush()
         return fid
@@ -168,7 +180,7 @@ class SessionRunner:
     def attach_call(self, conn: WireMixin, start: twilio.Start) -> None:
         """The call's ``start`` arrived and it was paired with this session."""
         self.call = conn
-        conn.set_sinks(self._on_call_text)
+        conn.set_sinks(self._guarded(self._on_call_text))
         self.session.on_call_started(start)
         self._flush()
 
@@ -216,7 +228,7 @@ class SessionRunner:
             self._close_orphan(attempt)
             return
         self.upstream = peer
-        peer.set_sinks(self._on_upstream_text)
+        peer.set_sinks(self._guarded(self._on_upstream_text))
         self.session.on_upstream_open()
         self._flush()
         await peer.wait_closed()

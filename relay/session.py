@@ -333,13 +333,20 @@ class Session:
             self._to_frontends(fmsg.job_config_ack(self.id, "queued"), fid)
 
     def _send_session_update(self, ack: list[int]) -> None:
+        extra = dict(self.overrides)
+        tools = list(self.options.tools)
+        if isinstance(extra.get("tools"), list):
+            # A frontend's tools join relay's own; they never replace
+            # end_interview and the other server-side tools.
+            own = {tool["name"] for tool in tools}
+            tools += [t for t in extra.pop("tools") if isinstance(t, dict) and t.get("name") not in own]
         update = build_session_update(
             self.job_config,
-            tools=list(self.options.tools),
+            tools=tools,
             default_voice=self.options.default_voice,
             transcription_model=self.options.transcription_model,
             include_voice=not self._voice_locked,
-            extra=self.overrides or None,
+            extra=extra or None,
         )
         if self.state is State.FAREWELL:
             # The goodbye is playing: no new turns, whatever the configuration says.

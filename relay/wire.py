@@ -63,9 +63,19 @@ class WireMixin:
         """Deliver every later data message to ``on_text`` / ``on_binary``.
 
         A binary message with no ``on_binary`` closes the connection with 1003.
+        Messages that arrived before this call (a model's ``session.created``
+        right after the handshake) are delivered first, in order.
         """
         self._text_sink = on_text
         self._binary_sink = on_binary
+        assembler = getattr(self, "recv_messages", None)
+        queue = getattr(getattr(assembler, "frames", None), "queue", None)
+        if queue:
+            pending = list(queue)
+            queue.clear()
+            assembler.maybe_resume()  # type: ignore[union-attr]
+            for frame in pending:
+                self.process_event(frame)
 
     def process_event(self, event: Any) -> None:  # overrides websockets
         if self._text_sink is None or type(event) is not Frame:
@@ -99,7 +109,7 @@ class WireMixin:
         try:
             text = str(data, "utf-8")
         except UnicodeDecodeError:
-            self.close_soon(1007, "text frame is not valid UTF-8")
+            self.close_soon(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
             return
         try:
             self._text_sink(text)  # type: ignore[misc]

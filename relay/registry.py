@@ -23,7 +23,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,11 +46,19 @@ class PairingRefused(Exception):
 
     Attributes:
         code: the WebSocket close code to refuse it with.
+        ended_reason: set when the session already ended: the frontend is told
+            why (``call.status_changed: ended``) before the close.
     """
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, ended_reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.ended_reason = ended_reason
+
+
+#: How many ended session IDs are remembered, and for how long (seconds).
+_ENDED_MEMORY = 5000
+_ENDED_TTL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,9 @@ class Registry:
         self.ended_by_reason: Counter[str] = Counter()
         #: The last ended sessions, newest last (for the live sessions page).
         self.recently_ended: deque[dict[str, object]] = deque(maxlen=50)
+        # Session IDs are single-use: a frontend returning to an ended one is
+        # told how it ended instead of silently getting a new, empty session.
+        self._ended_ids: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._log = get_logger(component="registry")
 
     # -- creation -------------------------------------------------------------------
@@ -157,6 +168,10 @@ class Registry:
             if runner is None:
                 if route.session_id in self.sessions:
                     raise PairingRefused("that session is ending; start a new one", 1013)
+                ended = self._ended_ids.get(route.session_id)
+                if ended is not None and time.monotonic() - ended[1] < _ENDED_TTL_S:
+                    raise PairingRefused("that session has ended; start a new one", 1000,
+                                         ended_reason=ended[0])
                 self._supersede(route.user_id, keep=route.session_id)
                 runner = self._create(route.session_id)
             elif not self._may_join(runner, route.user_id):
@@ -255,6 +270,9 @@ class Registry:
         reason = runner.session.end_reason
         self.ended_by_reason[reason.value if reason else "unknown"] += 1
         session = runner.session
+        self._ended_ids[session.id] = (reason.value if reason else "unknown", time.monotonic())
+        while len(self._ended_ids) > _ENDED_MEMORY:
+            self._ended_ids.popitem(last=False)
         self.recently_ended.append({
             "sessionId": session.id,
             "userId": session.user_id,

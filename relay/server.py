@@ -13,10 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from relay import httpapi, twilio
+from relay import frontend, httpapi, twilio
 from relay.auth import SUBPROTOCOL, AuthError
 from relay.avatars import AvatarSessions
 from relay.calls import CallHangUp
@@ -317,6 +318,9 @@ class RelayServer:
             )
         except PairingRefused as exc:
             log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
+            if exc.ended_reason is not None:
+                conn.send_now(orjson.dumps(frontend.call_status_changed(
+                    route.session_id or "", "ended", None, exc.ended_reason)))
             conn.close_soon(exc.code, str(exc))
             return
         self._handlers["frontend"] += 1

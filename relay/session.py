@@ -97,6 +97,8 @@ class FrontendInfo:
     wants_audio: bool = False
 
 
+_TRANSIENT = frozenset({"session.inactivity_warning", "session.inactivity_warning_cleared",
+                        "session.duration_warning"})
 _GOODBYE = "Say a brief, warm goodbye to the candidate now, in one or two sentences."
 _APPEND = ('{"type":"input_audio_buffer.append","audio":"', '"}')
 
@@ -258,7 +260,6 @@ class Session:
         """A frontend joined; it learns at once if the call is already here."""
         self.frontends[fid] = info
         self.deadlines.grace_at = None
-        self._touch()
         if self.call is not None:
             self._to_frontends(
                 fmsg.session_associated(self.id, self.call.call_sid, self.call.stream_sid), fid
@@ -271,6 +272,12 @@ class Session:
             while self._missed:
                 self._to_frontends(self._missed.popleft(), fid)
             self._missed_dropped = 0
+        # Joining is activity; warnings are state, not history: after the
+        # replay the frontend hears only what is in force now.
+        self._touch()
+        if "duration" in self.deadlines.warnings:
+            self._to_frontends({"type": "session.duration_warning", "sessionId": self.id,
+                                "endsInMs": self.deadlines.duration_left_ms(self.clock())}, fid)
 
     def remove_frontend(self, fid: int) -> None:
         """A frontend's connection closed (without ``session.end``)."""
@@ -577,8 +584,11 @@ class Session:
         if self.frontends:
             self.effects.frontend.append((fid, message))
         elif fid is None and not self.ended:
-            if isinstance(message, ModelEvent) and message.type == "response.output_audio.delta":
-                return  # audio is for the caller; a returning browser needs the transcript
+            if isinstance(message, ModelEvent):
+                if message.type == "response.output_audio.delta":
+                    return  # audio is for the caller; a returning browser needs the transcript
+            elif message.get("type") in _TRANSIENT:
+                return  # warnings are re-sent as they stand when a frontend joins
             if len(self._missed) == self._missed.maxlen:
                 self._missed_dropped += 1
             self._missed.append(message)

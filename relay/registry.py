@@ -270,9 +270,12 @@ class Registry:
         reason = runner.session.end_reason
         self.ended_by_reason[reason.value if reason else "unknown"] += 1
         session = runner.session
-        self._ended_ids[session.id] = (reason.value if reason else "unknown", time.monotonic())
-        while len(self._ended_ids) > _ENDED_MEMORY:
-            self._ended_ids.popitem(last=False)
+        if session.call is not None:
+            # Only an interview that happened is over for good; a session that
+            # ended before its call came may be named again by that call.
+            self._ended_ids[session.id] = (reason.value if reason else "unknown", time.monotonic())
+            while len(self._ended_ids) > _ENDED_MEMORY:
+                self._ended_ids.popitem(last=False)
         self.recently_ended.append({
             "sessionId": session.id,
             "userId": session.user_id,

@@ -71,14 +71,30 @@ async def test_no_resume_after_the_grace_window(relay: Relay) -> None:
     await fe.close()
     await relay.wait_idle()  # the grace window (0.3 s in tests) passed
     assert relay.server.health()["endedByReason"] == {"abandoned": 1}
+    # No call ever came, so the ID is still free (the call may yet arrive
+    # with it): the late frontend starts a fresh session, with nothing stale.
     late = await relay.frontend(f"/logs/{sid}")
-    # Session IDs are single-use: the late frontend hears how it ended.
-    ended = await late.wait_for("call.status_changed")
-    assert ended["status"] == "ended" and ended["reason"] == "abandoned"
-    code, _ = await late.wait_closed()
-    assert code == 1000
+    call = await relay.call(f"/call/{sid}")
+    await call.start()
+    upstream = await relay.model.next_connection()
+    update = await upstream.wait_for("session.update")
+    assert "Chef" not in update["session"]["instructions"]
     assert "session.resumed" not in late.types()
+    await call.hang_up()
     await relay.wait_idle()
+
+
+async def test_returning_to_a_finished_interview_is_told_it_ended(relay: Relay) -> None:
+    """A frontend reconnecting after its interview ended hears how it ended, then a close."""
+    sid, fe, call, upstream = await live(relay)
+    await fe.close()  # the browser is away...
+    await call.hang_up()  # ...when the caller hangs up
+    await relay.wait_idle()
+    back = await relay.frontend(f"/logs/{sid}")
+    ended = await back.wait_for("call.status_changed")
+    assert ended["status"] == "ended" and ended["reason"] == "caller_hung_up"
+    code, _ = await back.wait_closed()
+    assert code == 1000
     assert relay.server.registry.sessions == {}
 
 

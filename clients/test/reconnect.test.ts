@@ -116,7 +116,7 @@ describe("resume", () => {
     call.hangUp();
     await relay.waitIdle(); // relay ended and forgot the session while we were away
     const ended = await waitForState(client, "ended", t(6_000));
-    assert.equal(ended.endReason, "ended_while_disconnected");
+    assert.equal(ended.endReason, "caller_hung_up"); // relay says how it ended
     assert.equal(rec.sockets.length, 2);
     await relay.waitIdle(); // the empty session our reconnect made is gone too
     client.dispose();

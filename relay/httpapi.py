@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 from relay.errors import AvatarApiError
 from relay.gate import Caller
 from relay.httpbody import form_fields
+from relay.metrics import CONTENT_TYPE
 from relay.registry import valid_session_id
 from relay.routes import HttpRoute
 from relay.twiml import connect_stream_twiml, stream_url
@@ -210,7 +211,17 @@ async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> 
 
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
 
+async def metrics(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Prometheus text: sessions, connections, frames, ends by reason, upstream, loop lag."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "use GET")
+    if server.settings.admin_token and not caller(server, request, route).admin:
+        return error_response(401, "unauthorized", "admin token required")
+    return respond(200, server.metrics.render(), CONTENT_TYPE)
+
+
 ENDPOINTS: dict[str, Endpoint] = {
+    "/metrics": metrics,
     "/": dashboard,
     "/dashboard": dashboard,
     "/api/sessions": sessions,

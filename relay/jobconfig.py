@@ -173,7 +173,8 @@ def _duration(key: str, raw: object) -> int | None:
         raw = raw.strip()
         if not raw:
             return None
-        if not raw.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" and "①", which int() refuses.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 4):
             raise JobConfigError(f"Field {key} must be a whole number of minutes.")
         raw = int(raw)
     if not isinstance(raw, int):

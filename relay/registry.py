@@ -100,6 +100,7 @@ class Registry:
         #: Live sessions of each user (one session per user: a new one supersedes).
         self._by_user: dict[str, set[str]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._frames_done = [0, 0]  # caller→model, model→caller, of forgotten sessions
         self.ended_by_reason: Counter[str] = Counter()
         #: The last ended sessions, newest last (for the live sessions page).
         self.recently_ended: deque[dict[str, object]] = deque(maxlen=50)
@@ -255,7 +256,17 @@ class Registry:
 
     # -- ending ------------------------------------------------------------------------
 
+    def frames_relayed(self) -> tuple[int, int]:
+        """Audio frames relayed since start: caller→model, model→caller."""
+        to_model, to_caller = self._frames_done
+        for runner in self.sessions.values():
+            to_model += runner.frames_in
+            to_caller += runner.session.frames_out
+        return to_model, to_caller
+
     def _forget(self, runner: SessionRunner) -> None:
+        self._frames_done[0] += runner.frames_in
+        self._frames_done[1] += runner.session.frames_out
         if self.sessions.get(runner.id) is runner:
             del self.sessions[runner.id]
         user = runner.session.user_id

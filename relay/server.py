@@ -24,10 +24,11 @@ from relay.calls import CallHangUp
 from relay.closecodes import CloseCode
 from relay.config import Settings
 from relay.deadlines import Limits
-from relay.errors import BadInput
+from relay.errors import BadInput, UpstreamConnectError
 from relay.gate import Gate
 from relay.httpbody import body_reading_connection
 from relay.logs import Ev, get_logger
+from relay.metrics import Metrics
 from relay.registry import (
     Capacity,
     FrontendRoute,
@@ -98,6 +99,7 @@ class RelayServer:
         )
         self.registry = Registry(session_options(settings, self.toolbox), deps, limits=capacity)
         self.gate = Gate(settings, self.registry, time.monotonic)
+        self.metrics = Metrics(self)
         self._server: Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._handlers = {"call": 0, "frontend": 0}
@@ -127,6 +129,7 @@ class RelayServer:
             close_timeout=self.settings.close_timeout_s,
         )
         self.registry.start_sweeping(self.settings.sweep_interval_s)
+        self.metrics.start()
         model = "local" if self.settings.uses_local_model else "openai"
         self._log.info(Ev.SERVER_STARTED, host=self.settings.host, port=self.port, model=model)
         if self.settings.uses_local_model:
@@ -186,6 +189,7 @@ class RelayServer:
                 self._log.warning(Ev.DRAIN_TIMEOUT, left=len(self._server.connections))
         await self.calls.close()
         await self.avatars.close()
+        await self.metrics.stop()
         self._log.info(Ev.SERVER_STOPPED)
 
     # -- model ------------------------------------------------------------------------
@@ -197,6 +201,16 @@ class RelayServer:
         return await self.avatars.stop(avatar_id)
 
     async def _connect_upstream(self, session_id: str) -> UpstreamPeer:
+        started = time.monotonic()
+        try:
+            peer = await self._open_upstream(session_id)
+        except UpstreamConnectError:
+            self.metrics.upstream_failures += 1
+            raise
+        self.metrics.upstream_connect_seconds.observe(time.monotonic() - started)
+        return peer
+
+    async def _open_upstream(self, session_id: str) -> UpstreamPeer:
         s = self.settings
         if s.uses_local_model:
             return LocalPeer(LocalModel())

@@ -25,6 +25,7 @@ States and transitions (each logged once, by :meth:`Session._set_state`)::
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class FrontendInfo:
     wants_audio: bool = False
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _TRANSIENT = frozenset({"session.inactivity_warning", "session.inactivity_warning_cleared",
                         "session.duration_warning"})
 _GOODBYE = "Say a brief, warm goodbye to the candidate now, in one or two sentences."
@@ -146,6 +148,8 @@ class Session:
             maxlen=max(1, options.resume_buffer_events)
         )
         self._missed_dropped = 0
+        #: Model audio chunks sent to the caller (a metric).
+        self.frames_out = 0
         self.effects = Effects()
         self.frontends: dict[int, FrontendInfo] = {}
         self.call: twilio.Start | None = None
@@ -346,7 +350,8 @@ class Session:
             # A frontend's tools join relay's own; they never replace
             # end_interview and the other server-side tools.
             own = {tool["name"] for tool in tools}
-            tools += [t for t in extra.pop("tools") if isinstance(t, dict) and t.get("name") not in own]
+            tools += [t for t in extra.pop("tools") if isinstance(t, dict)
+                      and isinstance(t.get("name"), str) and t["name"] not in own]
         update = build_session_update(
             self.job_config,
             tools=tools,
@@ -371,6 +376,9 @@ class Session:
 
     def on_call_started(self, start: twilio.Start) -> None:
         """Twilio's ``start`` arrived and the registry paired the call here."""
+        if self.state is not State.WAITING:
+            raise AssertionError(
+                f"session state cannot go from {self.state.name} to {State.CONNECTING.name}")
         self.call = start
         self.call_started_at = self.clock()
         self.claimable = False
@@ -386,7 +394,10 @@ class Session:
         """A parsed Media Streams message after ``start``."""
         match msg:
             case twilio.Media(payload):
-                self.on_call_media(payload)
+                if _BASE64.fullmatch(payload):
+                    self.on_call_media(payload)
+                else:  # never from Twilio; never spliced into the model's JSON
+                    self._log.warning(Ev.BAD_INPUT, source="call", code="bad_audio")
             case twilio.Mark(name):
                 if self.playback.on_mark(name, self.clock()):
                     self._maybe_finish_farewell()
@@ -427,6 +438,8 @@ class Session:
 
     def on_upstream_failed(self, detail: str) -> None:
         """No model connection could be opened, after every retry."""
+        if self.ended:
+            return
         self._to_frontends(fmsg.error("upstream_failed", detail))
         self.end(EndReason.UPSTREAM_FAILED)
 
@@ -444,13 +457,14 @@ class Session:
         except (orjson.JSONDecodeError, TypeError, KeyError):
             self._log.warning(Ev.BAD_INPUT, source="model", detail="unparseable event")
             return
+        # Forwarded before it is acted on: an event that ends the session (the
+        # goodbye's response.done) must reach frontends before "ended" does.
+        self._to_frontends(ModelEvent(text, event, kind))
         if kind == "response.output_audio.delta":
             self._on_output_audio(event)
-            self._to_frontends(ModelEvent(text, event, kind))
             return
         self._log.debug(Ev.MODEL_EVENT, type=kind)
         self._on_model_event(kind, event)
-        self._to_frontends(ModelEvent(text, event, kind))
 
     def _on_output_audio(self, event: dict[str, Any]) -> None:
         delta = event.get("delta")
@@ -459,6 +473,7 @@ class Session:
             return
         self._voice_locked = True
         self._response_had_audio = True
+        self.frames_out += 1
         sid = self.call.stream_sid
         self.effects.call.append(twilio.media_message(sid, delta))
         mark = self.playback.on_audio(item_id, b64_decoded_len(delta), self.clock())

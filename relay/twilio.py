@@ -163,55 +163,28 @@ def _object(msg: dict[str, object], key: str) -> dict[str, object]:
     return value
 
 
+# A media frame as Twilio writes it: "event" first, then flat string fields
+# (sequenceNumber, streamSid) around one "media" object of flat string fields
+# (track, chunk, timestamp) around one base64 payload. Anything else (nesting,
+# other keys, junk) takes the full parser; this only has to be right when it answers.
+_OUTER = r'(?:, *"(?:sequenceNumber|streamSid)": *"[A-Za-z0-9_-]{0,64}")*'
+_INNER = r'"(?:track|chunk|timestamp)": *"[A-Za-z0-9_]{0,32}"'
+_MEDIA_FRAME = re.compile(
+    r'\{"event": *"media"' + _OUTER + r', *"media": *\{(?:' + _INNER + r', *)*'
+    r'"payload": *"([A-Za-z0-9+/]*={0,2})"(?:, *' + _INNER + r')*\}' + _OUTER + r'\}'
+)
+
+
 def media_payload(text: str) -> str | None:
     """Return the payload of a media frame without parsing the JSON, or None.
 
     None means "not recognisably a plain media frame": the caller then takes
     the full :func:`parse_message` path, so this never has to be complete,
-    only right when it answers. The payload is returned exactly as it appears
-    between its quotes, which is valid inside another JSON string as long as
-    it holds no backslash (base64 never does).
+    only right when it answers. The payload is base64, so it is valid inside
+    another JSON string as is.
     """
-    head = text.find('"event"', 0, 24)
-    if head < 0:
-        return None
-    value = _after_colon(text, head + 7)
-    if value < 0 or not text.startswith('"media"', value):
-        return None
-    # The payload must be the one inside the top-level "media" object.
-    media = text.find('"media"', value + 7)
-    if media < 0 or text.find("{", value + 7, media) >= 0 or text.find("[", value + 7, media) >= 0:
-        return None
-    brace = _after_colon(text, media + 7)
-    if brace < 0 or text[brace] != "{":
-        return None
-    key = text.find('"payload"', brace + 1)
-    if key < 0 or text.find("{", brace + 1, key) >= 0 or text.find("}", brace + 1, key) >= 0:
-        return None
-    start = _after_colon(text, key + 9)
-    if start < 0 or text[start] != '"':
-        return None
-    start += 1
-    end = text.find('"', start)
-    if end < 0:
-        return None
-    payload = text[start:end]
-    if "\\" in payload:
-        return None
-    return payload
-
-
-def _after_colon(text: str, pos: int) -> int:
-    """Index of the value after ``pos`` if a ':' (with optional spaces) comes next, else -1."""
-    n = len(text)
-    while pos < n and text[pos] == " ":
-        pos += 1
-    if pos >= n or text[pos] != ":":
-        return -1
-    pos += 1
-    while pos < n and text[pos] == " ":
-        pos += 1
-    return pos if pos < n else -1
+    match = _MEDIA_FRAME.fullmatch(text)
+    return match.group(1) if match else None
 
 
 def media_message(stream_sid: str, payload: str) -> bytes:

@@ -34,6 +34,8 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     #: Largest HTTP request body accepted (Twilio's webhook form, beacons).
     max_http_body: int = 16 * 1024
+    #: ``auto`` runs on uvloop when it is installed (lower tail latency), else asyncio.
+    event_loop: str = "auto"
     #: ``structlog`` level name.
     log_level: str = "INFO"
     #: ``console`` or ``json``; empty picks console on a TTY, JSON otherwise.
@@ -183,6 +185,7 @@ class Settings:
             public_url=reader.str("PUBLIC_URL", d.public_url),
             admin_token=reader.str("RELAY_ADMIN_TOKEN", ""),
             max_http_body=reader.int("RELAY_MAX_HTTP_BODY", d.max_http_body),
+            event_loop=reader.choice("RELAY_EVENT_LOOP", d.event_loop, ("auto", "uvloop", "asyncio")),
             log_level=reader.choice(
                 "LOG_LEVEL", d.log_level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                 upper=True,

@@ -131,7 +131,9 @@ class RelayServer:
         self.registry.start_sweeping(self.settings.sweep_interval_s)
         self.metrics.start()
         model = "local" if self.settings.uses_local_model else "openai"
-        self._log.info(Ev.SERVER_STARTED, host=self.settings.host, port=self.port, model=model)
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        self._log.info(Ev.SERVER_STARTED, host=self.settings.host, port=self.port, model=model,
+                       loop=loop)
         if self.settings.uses_local_model:
             self._log.info(Ev.MODEL_LOCAL)
         else:

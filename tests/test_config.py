@@ -66,6 +66,7 @@ FULL_ENV = {
     "RELAY_HANDSHAKE_TIMEOUT_S": "2",
     "RELAY_MAX_SEND_BUFFER": "65536",
     "RELAY_TRUST_PROXY": "1",
+    "RELAY_EVENT_LOOP": "asyncio",
 }
 
 INT_VARS = [
@@ -109,6 +110,7 @@ def test_every_variable_is_read() -> None:
         public_url="https://relay.example.com",
         admin_token="admin-secret",
         max_http_body=4096,
+        event_loop="asyncio",
         log_level="DEBUG",
         log_format="json",
         openai_api_key=KEY,

@@ -49,6 +49,11 @@ async def handle_call(call: ServerConnection, upstream_url: str, api_key: str) -
     if call.request is None or not call.request.path.startswith("/call"):
         await call.close(1008, "use /call")
         return
+    with contextlib.suppress(ConnectionClosed):  # a caller may vanish at any point
+        await _relay_call(call, upstream_url, api_key)
+
+
+async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str) -> None:
     stream_sid = None
     async for message in call:
         msg = orjson.loads(message)

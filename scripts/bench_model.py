@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - websockets without its C extension
 # --- RFC 6455 wire codec ------------------------------------------------------------------------
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Largest frame either side accepts; a bigger one is a protocol error.
 MAX_FRAME = 16 * 1024 * 1024
 
@@ -190,9 +190,12 @@ class Stats:
         self.session_updates = 0
         self.other_events = 0
         self.protocol_errors = 0
+        #: Called after each read's replies are written (``bench.py`` runs its send schedule
+        #: from here when the model shares its event loop).
+        self.after_read: Callable[[], None] | None = None
 
     def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
 
 
 class EchoModelConnection(asyncio.Protocol):
@@ -234,6 +237,11 @@ class EchoModelConnection(asyncio.Protocol):
             self.stats.protocol_errors += 1
             self.transport.abort()  # type: ignore[union-attr]
             return
+        self._flush()
+        if self.stats.after_read is not None:
+            self.stats.after_read()
+
+    def _flush(self) -> None:
         if self._out:
             out, self._out = self._out, []
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
@@ -281,6 +289,11 @@ class EchoModelConnection(asyncio.Protocol):
                 if b'"' not in audio and b"\\" not in audio:
                     self.stats.appends += 1
                     self._echo(audio)
+                    if len(self._out) >= 32 and self.stats.after_read is not None:
+                        # A long read (a relay flushing a backlog): let the load generator's
+                        # send schedule run between chunks of it, not only after all of it.
+                        self._flush()
+                        self.stats.after_read()
                     return
             self._on_event(orjson.loads(payload))
         elif opcode == OP_PING:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -97,8 +98,12 @@ async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Resp
             return error_response(400, "bad_request", "CallSid is required")
         # Binds the stream to this signed webhook: a replayed upgrade has no token.
         parameters["streamToken"] = server.gate.stream_tokens.mint(call_sid)
+    # The session ID goes in the stream's path as well as its parameters: a
+    # proxy in front of several relay processes can then route the call to the
+    # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
+    path = f"/call/{quote(session_id, safe='')}" if session_id else "/call"
     try:
-        body = connect_stream_twiml(stream_url(public, "/call"), parameters)
+        body = connect_stream_twiml(stream_url(public, path), parameters)
     except ValueError as exc:
         return error_response(400, "bad_request", str(exc))
     return respond(200, body, "text/xml; charset=utf-8")

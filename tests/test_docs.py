@@ -352,7 +352,7 @@ def test_twiml_examples_are_what_relay_answers() -> None:
     sid = "3f0c2a9e-5d7b-4a51-9d1e-2b8f6c4a7e10"
     for doc, public in ((PROTOCOL, "https://relay.example.com"),
                         (TROUBLESHOOTING, "http://localhost:8081")):
-        expected = connect_stream_twiml(stream_url(public, "/call"), {"sessionId": sid})
+        expected = connect_stream_twiml(stream_url(public, f"/call/{sid}"), {"sessionId": sid})
         quoted = [line.lstrip("# ").strip() for line in text(doc).splitlines()
                   if "<Response><Connect>" in line]
         assert quoted and all(q == expected for q in quoted), (doc.name, quoted, expected)

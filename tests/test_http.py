@@ -11,7 +11,7 @@ from tests.conftest import Relay, RelayFactory
 
 
 async def test_twiml_get_with_session_id(make_relay: RelayFactory) -> None:
-    """GET /twiml?sessionId= connects the call to wss://PUBLIC_URL/call with the parameter."""
+    """GET /twiml?sessionId= connects the call to wss://PUBLIC_URL/call/{id}, with the parameter."""
     relay = await make_relay(public_url="https://relay.example.com")
     sid = str(uuid.uuid4())
     async with aiohttp.ClientSession() as http:
@@ -20,7 +20,7 @@ async def test_twiml_get_with_session_id(make_relay: RelayFactory) -> None:
             assert resp.headers["Content-Type"].startswith("text/xml")
             root = ET.fromstring(await resp.text())
     stream = root.find("./Connect/Stream")
-    assert stream is not None and stream.get("url") == "wss://relay.example.com/call"
+    assert stream is not None and stream.get("url") == f"wss://relay.example.com/call/{sid}"
     param = stream.find("Parameter")
     assert param is not None and param.get("name") == "sessionId" and param.get("value") == sid
 

@@ -264,7 +264,10 @@ class RelayServer:
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         client = self.gate.client_address(conn.remote_address, request)
-        if not self.gate.rate_ok(client):
+        # Twilio's streams come from a handful of Twilio addresses: when they
+        # are authenticated by signature, the per-IP limit would only refuse calls.
+        signed_stream = self.gate.signatures is not None and request.path.startswith("/call")
+        if not signed_stream and not self.gate.rate_ok(client):
             self._log.warning(Ev.RATE_LIMITED, client=client)
             return httpapi.error_response(429, "rate_limited", "too many connections; slow down")
         try:

@@ -77,7 +77,8 @@ import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import (  # noqa: E402  (a sibling script: the fake model and the wire codec)
+# bench_model.py is a sibling script: the fake model and the WebSocket codec both sides share.
+from bench_model import (
     OP_CLOSE,
     OP_PING,
     OP_PONG,
@@ -86,12 +87,12 @@ from bench_model import (  # noqa: E402  (a sibling script: the fake model and t
     WireError,
     accept_key,
     apply_mask,
-    Stats as ModelStats,
     client_frame,
     close_payload,
     split_http,
-    start_model as start_model_here,
 )
+from bench_model import Stats as ModelStats
+from bench_model import start_model as start_model_here
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
@@ -585,7 +586,7 @@ class Child:
     @classmethod
     async def spawn(cls, name: str, argv: list[str], env: dict[str, str], *,
                     stdout_pipe: bool = False) -> Child:
-        log = tempfile.TemporaryFile()
+        log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the child; closed in stop)
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if stdout_pipe else log, stderr=log)
@@ -869,7 +870,7 @@ async def run_load(kind: str, port: int, spec: RunSpec, relay_ps: psutil.Process
     rss_end = window.get("rss")
     rss_at_n = max(v for v in (rss_live, rss_end) if v is not None) if (rss_live or rss_end) else None
     slips = sorted(scheduler.slips)
-    ms = lambda v: None if v is None else v * 1000.0  # noqa: E731
+    ms = lambda v: None if v is None else v * 1000.0
     return {
         "kind": kind,
         "calls": n,
@@ -952,8 +953,8 @@ def _timeline(stats: LoadStats, snapshots: list[dict[str, Any]],
 
 def _core_busy_pct(start: Any, end: Any) -> float:
     """How busy one core was between two ``psutil.cpu_times(percpu=True)`` entries."""
-    busy = lambda t: sum(getattr(t, f, 0.0) for f in _BUSY)  # noqa: E731
-    idle = lambda t: t.idle + getattr(t, "iowait", 0.0)  # noqa: E731
+    busy = lambda t: sum(getattr(t, f, 0.0) for f in _BUSY)
+    idle = lambda t: t.idle + getattr(t, "iowait", 0.0)
     total = busy(end) + idle(end) - busy(start) - idle(start)
     return 100.0 * (busy(end) - busy(start)) / total if total > 0 else 0.0
 
@@ -1156,13 +1157,13 @@ def ratio_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind != "relay" or b is None:
             continue
 
-        def ratio(key: str) -> float | None:
-            x, y = r[key], b[key]
-            return None if x is None or y is None or y == 0 else x / y
-
-        rows.append({"calls": n, "cpu_s_per_call_min": ratio("cpu_s_per_call_min"),
-                     "p99_ms": ratio("p99_ms"), "kib_per_session": ratio("kib_per_session")})
+        rows.append({"calls": n, **{key: _ratio(r[key], b[key]) for key in
+                                    ("cpu_s_per_call_min", "p99_ms", "kib_per_session")}})
     return rows
+
+
+def _ratio(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None or y == 0 else x / y
 
 
 def _table(header: Iterable[str], rows: list[list[str]], markdown: bool) -> str:
@@ -1172,7 +1173,7 @@ def _table(header: Iterable[str], rows: list[list[str]], markdown: bool) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w)  # noqa: E731
+    fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w)
                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
@@ -1180,9 +1181,9 @@ def _table(header: Iterable[str], rows: list[list[str]], markdown: bool) -> str:
 def report(doc: dict[str, Any], markdown: bool) -> str:
     """The tables printed at the end (plain text, or Markdown for the README)."""
     meta = doc["meta"]
-    lines = [f"{meta['cpu']} · {meta['cores']} cores · Python {meta['python']} · "
-             f"websockets {meta['websockets']} · load generator loop: {meta['loop']} · "
-             f"{meta['pinning']}",
+    lines = [(f"{meta['cpu']} · {meta['cores']} cores · Python {meta['python']} · "
+              f"websockets {meta['websockets']} · load generator loop: {meta['loop']} · "
+              f"{meta['pinning']}"),
              f"relay: {meta['relay_cmd']} with {meta['relay_env'].strip()}",
              CRITERIA.describe()]
     if markdown:
@@ -1216,8 +1217,9 @@ def metadata(args: argparse.Namespace, pinning: Pinning, loop_name: str) -> dict
     import websockets
 
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
     return {
@@ -1387,7 +1389,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"bench: harness error: {exc}", file=sys.stderr)
         return 2
-    except Exception:  # a bug in the harness: never a result
+    except Exception:  # noqa: BLE001  (a bug in the harness: report it, never a result)
         traceback.print_exc()
         print("bench: harness error (see the traceback above)", file=sys.stderr)
         return 2

@@ -254,7 +254,7 @@ class EchoModelConnection(asyncio.Protocol):
         if parsed is None:
             return
         request_line, headers, rest = parsed
-        method, _, target = request_line.partition(" ")
+        _, _, target = request_line.partition(" ")
         target = target.rsplit(" ", 1)[0]
         if headers.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in headers:
             body = orjson.dumps(self.stats.as_dict()) if target.startswith("/stats") else b"not found\n"

@@ -21,17 +21,15 @@ https://docs.heygen.com/reference/list-sessions
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from relay.sim.twilio_call import WaitTimeout
+from relay.sim.requestlog import LoopbackApp, RequestLog
 
 
 @dataclass
@@ -58,7 +56,7 @@ def heygen_json(status: int, code: int, message: str, data: Any = None) -> web.R
     return web.json_response({"code": code, "data": data, "message": message}, status=status)
 
 
-class FakeHeygenApi:
+class FakeHeygenApi(LoopbackApp):
     """A fake HeyGen Streaming API on loopback.
 
     Args:
@@ -66,52 +64,14 @@ class FakeHeygenApi:
     """
 
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self._api_key = api_key
         #: Live sessions: ID → status (``new``, ``connecting``, ``connected``).
         self.live: dict[str, str] = {}
         #: IDs stopped through the API, in order.
         self.stopped: list[str] = []
-        self.requests: list[RecordedRequest] = []
+        self._log: RequestLog[RecordedRequest] = RequestLog("HeyGen API")
         self._failures: dict[str | None, list[int]] = {}
-        self._arrived = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._base_url = ""
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:{port}`` once started."""
-        if not self._base_url:
-            raise RuntimeError("FakeHeygenApi is not started")
-        return self._base_url
-
-    async def start(self) -> str:
-        """Start listening on 127.0.0.1, port 0; return the base URL."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self._base_url = f"http://{host}:{port}"
-        return self._base_url
-
-    async def stop(self) -> None:
-        """Stop listening; idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def add_session(self, session_id: str, status: str = "connected") -> None:
         """Make ``session_id`` a live session."""
@@ -126,6 +86,11 @@ class FakeHeygenApi:
         """
         self._failures.setdefault(session_id, []).extend([status] * times)
 
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in arrival order."""
+        return self._log.requests
+
     async def wait_for_request(
         self, predicate: Callable[[RecordedRequest], bool] = lambda _: True, timeout: float = 5.0
     ) -> RecordedRequest:
@@ -134,18 +99,7 @@ class FakeHeygenApi:
         Raises:
             WaitTimeout: none arrived within ``timeout`` seconds.
         """
-
-        def first() -> RecordedRequest | None:
-            return next((r for r in self.requests if predicate(r)), None)
-
-        try:
-            async with asyncio.timeout(timeout), self._arrived:
-                await self._arrived.wait_for(lambda: first() is not None)
-        except TimeoutError:
-            raise WaitTimeout(f"no matching HeyGen API request within {timeout}s") from None
-        found = first()
-        assert found is not None
-        return found
+        return await self._log.wait_for(predicate, timeout)
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -156,9 +110,7 @@ class FakeHeygenApi:
         # CIMultiDict: "X-Api-Key" and "x-api-key" are the same header.
         record = RecordedRequest(request.method, request.path, body,
                                  request.headers.get("X-Api-Key", ""))
-        self.requests.append(record)
-        async with self._arrived:
-            self._arrived.notify_all()
+        await self._log.record(record)
         response = self._answer(request, record)
         record.answer = response.status
         return response

@@ -28,12 +28,11 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from relay.sim.twilio_call import WaitTimeout
+from relay.sim.requestlog import LoopbackApp, RequestLog
 
 _CALL_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Calls/([^/]+)\.json")
 _ENDED = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
@@ -96,7 +95,7 @@ def twilio_error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
-class FakeTwilioApi:
+class FakeTwilioApi(LoopbackApp):
     """A fake Twilio Calls API on loopback.
 
     Args:
@@ -108,55 +107,24 @@ class FakeTwilioApi:
     """
 
     def __init__(self, account_sid: str, auth_token: str, *, auto_create: bool = True) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self._auth_token = auth_token
         self.auto_create = auto_create
         self.calls: dict[str, FakeCall] = {}
-        self.requests: list[RecordedRequest] = []
+        self._log: RequestLog[RecordedRequest] = RequestLog("Twilio API")
         self._scripts: dict[str, _Script] = {}
-        self._arrived = asyncio.Condition()
         self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._base_url = ""
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:{port}`` once started."""
-        if not self._base_url:
-            raise RuntimeError("FakeTwilioApi is not started")
-        return self._base_url
 
     async def start(self) -> str:
         """Start listening on 127.0.0.1, port 0; return the base URL."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
         self._release.clear()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._base_url = f"http://{host}:{port}"
-        return self._base_url
+        return await super().start()
 
     async def stop(self) -> None:
         """Answer stalled requests with 503 and stop listening; idempotent."""
         self._release.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # Scripting -----------------------------------------------------------------
 
@@ -197,6 +165,11 @@ class FakeTwilioApi:
         """The recorded requests that named ``call_sid``, in arrival order."""
         return [r for r in self.requests if r.call_sid == call_sid]
 
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in arrival order."""
+        return self._log.requests
+
     async def wait_for_request(
         self, predicate: Callable[[RecordedRequest], bool] = lambda _: True, timeout: float = 5.0
     ) -> RecordedRequest:
@@ -205,18 +178,7 @@ class FakeTwilioApi:
         Raises:
             WaitTimeout: none arrived within ``timeout`` seconds.
         """
-
-        def first() -> RecordedRequest | None:
-            return next((r for r in self.requests if predicate(r)), None)
-
-        try:
-            async with asyncio.timeout(timeout), self._arrived:
-                await self._arrived.wait_for(lambda: first() is not None)
-        except TimeoutError:
-            raise WaitTimeout(f"no matching Twilio API request within {timeout}s") from None
-        found = first()
-        assert found is not None
-        return found
+        return await self._log.wait_for(predicate, timeout)
 
     # Serving -------------------------------------------------------------------
 
@@ -227,9 +189,7 @@ class FakeTwilioApi:
         record = RecordedRequest(
             request.method, request.path, form, self._auth_ok(request), call_sid
         )
-        self.requests.append(record)
-        async with self._arrived:
-            self._arrived.notify_all()
+        await self._log.record(record)
         response = await self._answer(request, record, match)
         record.answer = response.status
         return response

@@ -10,6 +10,7 @@ session, a model connection or a log line with its token.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -136,23 +137,28 @@ class Gate:
 
     # -- the API ---------------------------------------------------------------------------
 
+    def is_admin(self, request: Request, route: HttpRoute) -> bool:
+        """Whether the request carries the operator token (``RELAY_ADMIN_TOKEN``)."""
+        admin_token = self.settings.admin_token
+        token = _offered_token(request, route)
+        return bool(admin_token) and token is not None and hmac.compare_digest(
+            token.encode(), admin_token.encode())
+
     def api_caller(self, request: Request, route: HttpRoute) -> Caller:
         """Identify an API caller: the admin token, a user token, or (dev mode) ``?userId=``.
 
         Raises:
             AuthError: 401 when auth is on and no valid token was given.
         """
-        token = bearer_token(request.headers.get("Authorization")) or route.query.get("token")
-        admin_token = self.settings.admin_token
-        if admin_token and token is not None and _same(token, admin_token):
+        if self.is_admin(request, route):
             return Caller(admin=True, user_id=None)
+        token = _offered_token(request, route)
         if self.verifier is not None:
             principal: Principal = self.verifier.verify(token)
             return Caller(admin=False, user_id=principal.user_id)
         return Caller(admin=False, user_id=route.query.get("userId") or None)
 
 
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a.encode(), b.encode())
+def _offered_token(request: Request, route: HttpRoute) -> str | None:
+    # Beacons cannot set headers, so the query string carries the token there.
+    return bearer_token(request.headers.get("Authorization")) or route.query.get("token")

@@ -11,20 +11,20 @@ Browsers call the API cross-origin, so it answers CORS preflights.
 
 from __future__ import annotations
 
-import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from relay.auth import AuthError
 from relay.errors import AvatarApiError
-from relay.gate import Caller
 from relay.httpbody import form_fields
 from relay.metrics import CONTENT_TYPE
 from relay.registry import valid_session_id
@@ -34,10 +34,11 @@ from relay.twiml import connect_stream_twiml, stream_url
 if TYPE_CHECKING:
     from relay.server import RelayServer
 
-Endpoint = Callable[["RelayServer", Request, HttpRoute], Awaitable[Response]]
+Handler = Callable[["RelayServer", Request, HttpRoute], Awaitable[Response]]
 
 
-def respond(status: int, body: bytes | str, content_type: str, **headers: str) -> Response:
+def respond(status: int, body: bytes | str, content_type: str,
+            headers: Mapping[str, str] | None = None) -> Response:
     """A complete HTTP response with the length set."""
     data = body.encode() if isinstance(body, str) else body
     status_enum = HTTPStatus(status)
@@ -48,8 +49,8 @@ def respond(status: int, body: bytes | str, content_type: str, **headers: str) -
     # websockets closes the connection after any non-upgrade response; say so,
     # or keep-alive clients reuse a dead socket.
     h["Connection"] = "close"
-    for name, value in headers.items():
-        h[name.replace("_", "-")] = value
+    for name, value in (headers or {}).items():
+        h[name] = value
     return Response(status, status_enum.phrase, h, data)
 
 
@@ -63,27 +64,8 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": code, "message": message})
 
 
-def caller(server: RelayServer, request: Request, route: HttpRoute) -> Caller:
-    """Identify the caller (raises AuthError 401 when auth is on and it has no token)."""
-    return server.gate.api_caller(request, route)
-
-
-def bearer_ok(request: Request, expected: str) -> bool:
-    """Whether the request carries ``Authorization: Bearer <expected>``.
-
-    With no token configured every request passes (development mode).
-    """
-    if not expected:
-        return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
-
-
 async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """TwiML that connects the call to ``/call``, carrying the sessionId."""
-    if request.method not in ("GET", "POST"):
-        return error_response(405, "method_not_allowed", "use GET or POST")
     server.gate.admit_webhook(request)
     params = dict(route.query)
     params.update(form_fields(request))
@@ -119,40 +101,28 @@ def _public_from_request(request: Request) -> str:
 
 async def health(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Liveness plus counts: sessions, waiting frontends, open connections, ends by reason."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, server.health())
 
 
 async def public_url(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The configured public URL, as the reference demo's web app expects."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, {"publicUrl": server.settings.public_url})
 
 
 async def tools(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The function schemas the model is offered."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
     return json_response(200, server.toolbox.schemas)
 
 
 async def reset(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """End every session (operators and tests); guarded by RELAY_ADMIN_TOKEN."""
-    if request.method != "POST":
-        return error_response(405, "method_not_allowed", "use POST")
-    if not bearer_ok(request, server.settings.admin_token):
-        return error_response(401, "unauthorized", "admin token required")
     ended = await server.registry.reset_all_sessions()
     return json_response(200, {"ended": ended})
 
 
 async def stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """End the caller's sessions (every session for the admin); call it when the app loads."""
-    if request.method != "POST":
-        return error_response(405, "method_not_allowed", "use POST")
-    who = caller(server, request, route)
+    who = server.gate.api_caller(request, route)
     if who.admin:
         return json_response(200, {"stopped": await server.registry.end_all_stopped()})
     if who.user_id is None:
@@ -162,12 +132,10 @@ async def stop_all(server: RelayServer, request: Request, route: HttpRoute) -> R
 
 async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """End one session: the page's ``beforeunload`` beacon."""
-    if request.method != "POST":
-        return error_response(405, "method_not_allowed", "use POST")
     session_id = route.path.split("/")[3]
     if not valid_session_id(session_id):
         return error_response(400, "bad_session_id", "sessionId is not valid")
-    who = caller(server, request, route)
+    who = server.gate.api_caller(request, route)
     try:
         stopped = await server.registry.stop_session(session_id, who.user_id, admin=who.admin)
     except PermissionError:
@@ -179,10 +147,6 @@ async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> R
 
 async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Stop every live HeyGen streaming session of the account (operators, app start)."""
-    if request.method != "POST":
-        return error_response(405, "method_not_allowed", "use POST")
-    if server.settings.admin_token and not caller(server, request, route).admin:
-        return error_response(401, "unauthorized", "admin token required")
     if not server.avatars.configured:
         return error_response(503, "not_configured", "HEYGEN_API_KEY is not set")
     try:
@@ -194,10 +158,6 @@ async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRout
 
 async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Live sessions and the last ended ones (the live sessions page); admin token when set."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
-    if server.settings.admin_token and not caller(server, request, route).admin:
-        return error_response(401, "unauthorized", "admin token required")
     return json_response(200, {
         "sessions": server.registry.snapshot(),
         "ended": list(reversed(server.registry.recently_ended)),
@@ -207,46 +167,83 @@ async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> R
 
 async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
-    return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8",
-                   Content_Security_Policy="default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                           "script-src 'self' 'unsafe-inline'")
+    return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8", {
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                   "script-src 'self' 'unsafe-inline'",
+    })
 
 
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
 
 async def metrics(server: RelayServer, request: Request, route: HttpRoute) -> Response:
     """Prometheus text: sessions, connections, frames, ends by reason, upstream, loop lag."""
-    if request.method not in ("GET", "HEAD"):
-        return error_response(405, "method_not_allowed", "use GET")
-    if server.settings.admin_token and not caller(server, request, route).admin:
-        return error_response(401, "unauthorized", "admin token required")
     return respond(200, server.metrics.render(), CONTENT_TYPE)
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One HTTP endpoint: its handler, the methods it serves, and whether it is for operators."""
+
+    handler: Handler
+    methods: frozenset[str]
+    #: Needs ``Authorization: Bearer $RELAY_ADMIN_TOKEN`` when one is set.
+    admin: bool = False
+
+
+_GET = frozenset({"GET", "HEAD"})
+_POST = frozenset({"POST"})
+
 ENDPOINTS: dict[str, Endpoint] = {
-    "/metrics": metrics,
-    "/": dashboard,
-    "/dashboard": dashboard,
-    "/api/sessions": sessions,
-    "/twiml": twiml,
-    "/health": health,
-    "/public-url": public_url,
-    "/tools": tools,
-    "/api/sessions/reset": reset,
-    "/api/sessions/stop_all": stop_all,
-    "/api/heygen/stop_all_sessions": heygen_stop_all,
+    "/metrics": Endpoint(metrics, _GET, admin=True),
+    "/": Endpoint(dashboard, _GET),
+    "/dashboard": Endpoint(dashboard, _GET),
+    "/api/sessions": Endpoint(sessions, _GET, admin=True),
+    "/twiml": Endpoint(twiml, frozenset({"GET", "POST"})),
+    "/health": Endpoint(health, _GET),
+    "/public-url": Endpoint(public_url, _GET),
+    "/tools": Endpoint(tools, _GET),
+    "/api/sessions/reset": Endpoint(reset, _POST, admin=True),
+    "/api/sessions/stop_all": Endpoint(stop_all, _POST),
+    "/api/heygen/stop_all_sessions": Endpoint(heygen_stop_all, _POST, admin=True),
 }
-_STOP_ONE = re.compile(r"/api/sessions/[^/]+/stop\Z")
+_STOP_ONE_PATH = re.compile(r"/api/sessions/[^/]+/stop\Z")
+_STOP_ONE = Endpoint(stop_one, _POST)
 
 
 def resolve(path: str) -> Endpoint | None:
     """The endpoint serving ``path``, or None."""
     endpoint = ENDPOINTS.get(path)
-    if endpoint is None and _STOP_ONE.match(path):
-        endpoint = stop_one
+    if endpoint is None and _STOP_ONE_PATH.match(path):
+        endpoint = _STOP_ONE
     return endpoint
+
+
+async def answer(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Answer a plain HTTP request: route, method, operator check, CORS, then the handler."""
+    endpoint = resolve(route.path)
+    if endpoint is None:
+        return error_response(404, "not_found", f"no endpoint {route.path}")
+    if request.method == "OPTIONS":
+        return preflight(server, request)
+    if request.method not in endpoint.methods:
+        allowed = " or ".join(sorted(endpoint.methods - {"HEAD"}))
+        response = error_response(405, "method_not_allowed", f"use {allowed}")
+    elif endpoint.admin and server.settings.admin_token and not server.gate.is_admin(request, route):
+        response = error_response(401, "unauthorized", "admin token required")
+    else:
+        try:
+            response = await endpoint.handler(server, request, route)
+        except AuthError as exc:
+            response = error_response(exc.status, error_code(exc.status), exc.message)
+    for name, value in cors_headers(server, request).items():
+        response.headers[name] = value
+    return response
+
+
+def error_code(status: int) -> str:
+    """The ``error`` code relay answers a refusal with."""
+    return {401: "unauthorized", 403: "forbidden", 409: "conflict", 429: "rate_limited",
+            503: "unavailable"}.get(status, "refused")
 
 
 def cors_headers(server: RelayServer, request: Request) -> dict[str, str]:
@@ -271,4 +268,4 @@ def preflight(server: RelayServer, request: Request) -> Response:
     headers = cors_headers(server, request)
     if not headers:
         return error_response(403, "origin_not_allowed", "this origin may not call relay")
-    return respond(204, b"", "text/plain", **{k.replace("-", "_"): v for k, v in headers.items()})
+    return respond(204, b"", "text/plain", headers)

@@ -275,7 +275,7 @@ class RelayServer:
         except BadPath as exc:
             return httpapi.error_response(404, "not_found", str(exc))
         if isinstance(route, HttpRoute):
-            return await self._answer_http(request, route)
+            return await httpapi.answer(self, request, route)
         if request.method != "GET":
             return httpapi.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
         if route.session_id is not None and not valid_session_id(route.session_id):
@@ -295,23 +295,9 @@ class RelayServer:
             kind = "frontend" if isinstance(route, LogsRoute) else "call"
             self._log.warning(Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,
                               reason=exc.message, client=client)
-            return httpapi.error_response(exc.status, _code(exc.status), exc.message)
+            return httpapi.error_response(exc.status, httpapi.error_code(exc.status), exc.message)
         conn.relay_route = route  # type: ignore[attr-defined]
         return None
-
-    async def _answer_http(self, request: Request, route: HttpRoute) -> Response:
-        endpoint = httpapi.resolve(route.path)
-        if endpoint is None:
-            return httpapi.error_response(404, "not_found", f"no endpoint {route.path}")
-        if request.method == "OPTIONS":
-            return httpapi.preflight(self, request)
-        try:
-            response = await endpoint(self, request, route)
-        except AuthError as exc:
-            response = httpapi.error_response(exc.status, _code(exc.status), exc.message)
-        for name, value in httpapi.cors_headers(self, request).items():
-            response.headers[name] = value
-        return response
 
     async def _handle(self, conn: ServerConnection) -> None:
         route = conn.relay_route  # type: ignore[attr-defined]
@@ -409,7 +395,3 @@ class RelayServer:
                 runner.call_closed()
             log.info(Ev.CALL_CLOSED, code=conn.close_code)  # type: ignore[attr-defined]
 
-
-def _code(status: int) -> str:
-    return {401: "unauthorized", 403: "forbidden", 409: "conflict", 429: "rate_limited",
-            503: "unavailable"}.get(status, "refused")

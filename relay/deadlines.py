@@ -1,8 +1,9 @@
 """A session's clocks: inactivity, the hard cap, the resume grace, the farewell.
 
 Pure: times are passed in (monotonic seconds). Activity only records a time —
-no timer is rescheduled per event — and :meth:`Deadlines.next` is computed on
-demand, so the runner re-arms one timer only when the earliest deadline moved.
+no timer is rescheduled per event — and :attr:`Deadlines.version` changes
+whenever a deadline may have moved, so the runner recomputes :meth:`next` (and
+re-arms its one timer) only then, never per audio frame.
 
 Abandoned sessions (the seed "WebSocket Session Management for Abandoned
 Interviews"): warn after ``inactivity_warning_s`` without activity, end at
@@ -47,22 +48,45 @@ class Deadlines:
 
     __slots__ = (
         "_duration_warned",
+        "_farewell_at",
+        "_grace_at",
         "_inactivity_warned",
-        "farewell_at",
-        "grace_at",
         "last_activity",
         "limits",
         "started_at",
+        "version",
     )
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
         self.started_at = now
         self.last_activity = now
-        self.grace_at: float | None = None
-        self.farewell_at: float | None = None
+        #: Changes whenever a deadline may have moved (see the module docstring).
+        self.version = 0
+        self._grace_at: float | None = None
+        self._farewell_at: float | None = None
         self._inactivity_warned = False
         self._duration_warned = False
+
+    @property
+    def grace_at(self) -> float | None:
+        """When the resume grace window ends, if one is running."""
+        return self._grace_at
+
+    @grace_at.setter
+    def grace_at(self, at: float | None) -> None:
+        self._grace_at = at
+        self.version += 1
+
+    @property
+    def farewell_at(self) -> float | None:
+        """When the goodbye has had long enough, if the interview is ending."""
+        return self._farewell_at
+
+    @farewell_at.setter
+    def farewell_at(self, at: float | None) -> None:
+        self._farewell_at = at
+        self.version += 1
 
     @property
     def warnings(self) -> list[str]:
@@ -73,6 +97,7 @@ class Deadlines:
     def touch(self, now: float) -> bool:
         """Record activity. Returns True if this cancels an inactivity warning."""
         self.last_activity = now
+        self.version += 1
         warned, self._inactivity_warned = self._inactivity_warned, False
         return warned
 
@@ -125,6 +150,8 @@ class Deadlines:
             elif due is Due.FAREWELL:
                 self.farewell_at = None
             result.append(due)
+        if result:
+            self.version += 1
         return result
 
     def inactivity_left_ms(self, now: float) -> int:

@@ -90,6 +90,7 @@ class SessionRunner:
         self._teardown_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._timer_version: int | None = None
         self._media_direct = False
         self._done = asyncio.Event()
         self.frames_in = 0
@@ -310,6 +311,12 @@ class SessionRunner:
                 link.conn.send_now(message.text)
 
     def _rearm_timer(self) -> None:
+        # Called after every flush, audio frames included: look at the
+        # deadlines only when they may have moved.
+        version = -1 if self.session.ended else self.session.deadlines.version
+        if version == self._timer_version:
+            return
+        self._timer_version = version
         deadline = None if self.session.ended else self.session.deadline()
         if deadline == self._timer_at:
             return
@@ -323,6 +330,7 @@ class SessionRunner:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        self._timer_version = None  # re-arm even if nothing was due yet
         self.session.on_timer()
         self._flush()
 

@@ -277,3 +277,17 @@ def test_next_is_the_earliest_time_due_reports(
     at = build(touches, grace, farewell).next()
     assert build(touches, grace, farewell).due(at - 0.1) == []
     assert build(touches, grace, farewell).due(at) != []
+
+
+def test_version_changes_exactly_when_a_deadline_may_move() -> None:
+    """version moves on activity, grace, farewell and passed deadlines, never on a read."""
+    d = make()
+    seen = d.version
+    d.next()
+    assert d.due(T0) == [] and d.version == seen  # reads and an empty due() move nothing
+    for change in (lambda: d.touch(T0 + 1), lambda: d.start_grace(T0 + 1),
+                   lambda: setattr(d, "grace_at", None), lambda: d.start_farewell(T0 + 1)):
+        change()
+        assert d.version > seen
+        seen = d.version
+    assert d.due(T0 + 10_000) and d.version > seen

@@ -88,11 +88,21 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from relay.sim.checks import (
+    FAILURES,
+    CheckFailed,
+    Health,
+    Skipped,
+    expect,
+    http_base,
+    load,
+    run_bounded,
+    run_check,
+)
 from relay.sim.frontend import SimulatedFrontend
 from relay.sim.inbox import SimError, WaitTimeout
 from relay.sim.twilio_call import SimulatedCall, new_sid
 
-Health = dict[str, Any]
 T = TypeVar("T")
 
 JOB = {"role": "Backend Engineer", "company": "Acme"}
@@ -106,36 +116,8 @@ SLOW_HANDSHAKES = 10
 UNKNOWN_HANDSHAKE_WAIT = 2.0
 
 
-class CheckFailed(Exception):
-    """A check found the relay misbehaving; the message says how."""
-
-
-class Skipped(Exception):
-    """A check does not apply to this relay's mode; the message says why."""
-
-
 class RateLimited(CheckFailed):
     """The relay kept answering 429 for longer than the wait."""
-
-
-#: What a check may raise when the relay misbehaves or is unreachable (anything else is a bug
-#: in this script and keeps its traceback).
-FAILURES = (CheckFailed, SimError, WebSocketException, OSError, aiohttp.ClientError, TimeoutError)
-
-
-def expect(condition: bool, detail: str) -> None:
-    """Fail the current check with ``detail`` unless ``condition`` holds."""
-    if not condition:
-        raise CheckFailed(detail)
-
-
-def http_base(ws_url: str) -> str:
-    """Return the relay's HTTP base URL for a WebSocket URL (ws→http, wss→https)."""
-    if ws_url.startswith("wss://"):
-        return "https://" + ws_url[len("wss://") :].rstrip("/")
-    if ws_url.startswith("ws://"):
-        return "http://" + ws_url[len("ws://") :].rstrip("/")
-    return ws_url.rstrip("/")
 
 
 def fresh(prefix: str) -> str:
@@ -529,11 +511,6 @@ def same_load(baseline: Health) -> Callable[[Health], bool]:
                 and health.get("connections") == baseline.get("connections"))
 
     return holds
-
-
-def load(health: Health) -> str:
-    return (f"sessions={health.get('sessions')} waitingFrontends={health.get('waitingFrontends')} "
-            f"connections={health.get('connections', {})}")
 
 
 async def expect_close(peer: SimulatedFrontend | SimulatedCall, codes: set[int], what: str,
@@ -1258,21 +1235,6 @@ CHECKS: list[tuple[str, Check]] = [
 ]
 
 
-async def run_check(name: str, check: Awaitable[str], limit: float) -> str:
-    """Run one check within ``limit`` seconds; print its line; return PASS, FAIL or SKIP."""
-    try:
-        async with asyncio.timeout(limit):
-            detail = await check
-    except Skipped as exc:
-        print(f"SKIP {name} — {exc}", flush=True)
-        return "SKIP"
-    except FAILURES as exc:
-        print(f"FAIL {name} — {type(exc).__name__}: {exc}", flush=True)
-        return "FAIL"
-    print(f"PASS {name} — {detail}", flush=True)
-    return "PASS"
-
-
 async def main_async(args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession() as http:
         relay = Relay(args, http)
@@ -1316,15 +1278,7 @@ def main() -> int:
     parser.add_argument("--flood", type=int, default=200, help="handshakes in the connection flood")
     args = parser.parse_args()
 
-    async def bounded() -> int:
-        try:
-            async with asyncio.timeout(args.timeout):
-                return await main_async(args)
-        except TimeoutError:
-            print(f"FAIL overall — not finished within {args.timeout:g}s", flush=True)
-            return 1
-
-    return asyncio.run(bounded())
+    return run_bounded(main_async, args)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,8 @@ import argparse
 import asyncio
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 try:
     import relay  # noqa: F401  (only to learn whether the package is importable)
@@ -43,43 +42,25 @@ except ImportError:  # run from a checkout without installing: scripts/ sits nex
 
 import aiohttp
 import orjson
-from websockets.exceptions import WebSocketException
 
+from relay.sim.checks import (
+    FAILURES,
+    CheckFailed,
+    Health,
+    expect,
+    http_base,
+    load,
+    run_bounded,
+    run_check,
+)
 from relay.sim.frontend import SimulatedFrontend
-from relay.sim.inbox import SimError, WaitTimeout
+from relay.sim.inbox import WaitTimeout
 from relay.sim.twilio_call import SimulatedCall
 
 JOB_A = {"role": "Backend Engineer", "company": "Acme"}
 JOB_B = {"role": "Data Scientist", "company": "Globex"}
 CYCLES = 5
 RAPID_FRONTENDS = 30
-
-Health = dict[str, Any]
-
-
-class CheckFailed(Exception):
-    """A check found the relay misbehaving; the message says how."""
-
-
-#: What a check may raise when the relay misbehaves or is unreachable (anything else is a bug
-#: in this script and keeps its traceback).
-FAILURES = (CheckFailed, SimError, WebSocketException, OSError, aiohttp.ClientError, TimeoutError)
-
-
-def http_base(ws_url: str) -> str:
-    """Return the relay's HTTP base URL for a WebSocket URL (ws→http, wss→https)."""
-    if ws_url.startswith("wss://"):
-        return "https://" + ws_url[len("wss://") :].rstrip("/")
-    if ws_url.startswith("ws://"):
-        return "http://" + ws_url[len("ws://") :].rstrip("/")
-    return ws_url.rstrip("/")
-
-
-def expect(condition: bool, detail: str) -> None:
-    """Fail the current check with ``detail`` unless ``condition`` holds."""
-    if not condition:
-        raise CheckFailed(detail)
-
 
 class Relay:
     """The relay under test: its URL, its /health, and the per-step wait."""
@@ -146,14 +127,6 @@ def same_load(baseline: Health) -> Callable[[Health], bool]:
         )
 
     return holds
-
-
-def load(health: Health) -> str:
-    connections = health.get("connections", {})
-    return (
-        f"sessions={health.get('sessions')} waitingFrontends={health.get('waitingFrontends')} "
-        f"connections={connections}"
-    )
 
 
 async def ack(frontend: SimulatedFrontend, session_id: str, status: str, wait: float) -> None:
@@ -267,17 +240,6 @@ async def check_connection_cleanup(relay: Relay) -> str:
 # --- Running ----------------------------------------------------------------------------------
 
 
-async def run_check(name: str, check: Awaitable[str]) -> bool:
-    """Run one check, print its PASS/FAIL line, and return whether it passed."""
-    try:
-        detail = await check
-    except FAILURES as exc:
-        print(f"FAIL {name} — {type(exc).__name__}: {exc}", flush=True)
-        return False
-    print(f"PASS {name} — {detail}", flush=True)
-    return True
-
-
 async def main_async(args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession() as http:
         relay = Relay(args.url, http, args.wait)
@@ -304,8 +266,9 @@ async def main_async(args: argparse.Namespace) -> int:
             ),
             await run_check("connection cleanup verification", check_connection_cleanup(relay)),
         ]
-    print(f"{sum(results)}/{len(results)} checks passed")
-    return 0 if all(results) else 1
+    passed = results.count("PASS")
+    print(f"{passed}/{len(results)} checks passed")
+    return 0 if passed == len(results) else 1
 
 
 def main() -> int:
@@ -321,15 +284,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    async def bounded() -> int:
-        try:
-            async with asyncio.timeout(args.timeout):
-                return await main_async(args)
-        except TimeoutError:
-            print(f"FAIL overall — not finished within {args.timeout:g}s", flush=True)
-            return 1
-
-    return asyncio.run(bounded())
+    return run_bounded(main_async, args)
 
 
 if __name__ == "__main__":

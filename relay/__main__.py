@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from relay.config import Settings, SettingsError
 from relay.logs import configure_logging, get_logger
-from relay.server import RelayServer
+from relay.transport.server import RelayServer
 
 
 async def run(settings: Settings) -> None:

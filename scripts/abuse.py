@@ -85,10 +85,7 @@ except ImportError:  # run from a checkout without installing: scripts/ sits nex
 
 import aiohttp
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-
-from relay.sim.checks import (
+from relay_sim.checks import (
     FAILURES,
     CheckFailed,
     Health,
@@ -99,9 +96,11 @@ from relay.sim.checks import (
     run_bounded,
     run_check,
 )
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.inbox import SimError, WaitTimeout
-from relay.sim.twilio_call import SimulatedCall, new_sid
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.inbox import SimError, WaitTimeout
+from relay_sim.twilio_call import SimulatedCall, new_sid
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 T = TypeVar("T")
 

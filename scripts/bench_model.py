@@ -12,7 +12,7 @@ frame comes back to the caller through the relay under test. ``session.update`` 
 with ``session.updated``; other client events are counted and ignored. ``GET /stats`` (plain
 HTTP on the same port) returns the counters as JSON.
 
-Why not :class:`relay.sim.realtime_server.RealtimeServer` (``echo_audio=True``)? It is built for
+Why not :class:`relay_sim.realtime_server.RealtimeServer` (``echo_audio=True``)? It is built for
 tests: each frame is delivered through websockets' receive queue to a task, fully parsed, and
 answered with an awaited ``send`` — roughly three times the CPU per frame of this server. Here
 the model must never be the bottleneck, so the WebSocket is spoken directly on an

@@ -30,11 +30,10 @@ try:
 except ImportError:  # run from a checkout without installing: scripts/ sits next to relay/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.inbox import PeerClosed, SimError
+from relay_sim.twilio_call import FRAME_BYTES, SAMPLE_RATE, SimulatedCall
 from websockets.exceptions import ConnectionClosed, WebSocketException
-
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.inbox import PeerClosed, SimError
-from relay.sim.twilio_call import FRAME_BYTES, SAMPLE_RATE, SimulatedCall
 
 JOB_CONFIG = {
     "role": "Backend Engineer",

@@ -19,7 +19,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relay.auth import MIN_SECRET_BYTES, mint_token
+from relay.security.auth import MIN_SECRET_BYTES, mint_token
 
 
 def main() -> int:

@@ -42,8 +42,7 @@ except ImportError:  # run from a checkout without installing: scripts/ sits nex
 
 import aiohttp
 import orjson
-
-from relay.sim.checks import (
+from relay_sim.checks import (
     FAILURES,
     CheckFailed,
     Health,
@@ -53,9 +52,9 @@ from relay.sim.checks import (
     run_bounded,
     run_check,
 )
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.inbox import WaitTimeout
-from relay.sim.twilio_call import SimulatedCall
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.inbox import WaitTimeout
+from relay_sim.twilio_call import SimulatedCall
 
 JOB_A = {"role": "Backend Engineer", "company": "Acme"}
 JOB_B = {"role": "Data Scientist", "company": "Globex"}

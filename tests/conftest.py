@@ -13,14 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.heygen_api import FakeHeygenApi
+from relay_sim.realtime_server import RealtimeServer
+from relay_sim.twilio_api import FakeTwilioApi
+from relay_sim.twilio_call import SimulatedCall
 
 from relay.config import Settings
-from relay.server import RelayServer
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.heygen_api import FakeHeygenApi
-from relay.sim.realtime_server import RealtimeServer
-from relay.sim.twilio_api import FakeTwilioApi
-from relay.sim.twilio_call import SimulatedCall
+from relay.transport.server import RelayServer
 from tests.timing import WAIT, t
 
 API_KEY = "sk-test-0123456789abcdef"

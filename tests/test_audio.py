@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import uuid
 
-from relay.sim.realtime_server import RealtimeConnection
+from relay_sim.realtime_server import RealtimeConnection
+
 from tests.conftest import Relay
 
 # The relay under test marks every 100 ms of model audio (800 bytes at 8 kHz).

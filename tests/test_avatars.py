@@ -8,9 +8,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from relay_sim.heygen_api import FakeHeygenApi
 from structlog.testing import capture_logs
 
-from relay.avatars import (
+from relay.providers.heygen import (
     AVATAR_ALREADY_STOPPED,
     AVATAR_FAILED,
     AVATAR_NOT_CONFIGURED,
@@ -24,7 +25,6 @@ from relay.avatars import (
     Verdict,
     classify,
 )
-from relay.sim.heygen_api import FakeHeygenApi
 from tests.timing import WAIT, t
 
 API_KEY = "heygen-secret-key-9a8b7c6d"

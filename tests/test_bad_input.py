@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from relay.closecodes import CloseCode
+from relay.messages.closecodes import CloseCode
 from tests.conftest import Relay, RelayFactory
 
 

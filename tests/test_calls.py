@@ -8,9 +8,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from relay_sim.twilio_api import FakeTwilioApi
 from structlog.testing import capture_logs
 
-from relay.calls import (
+from relay.providers.twilio_rest import (
     HANGUP_ALREADY_ENDED,
     HANGUP_ENDED,
     HANGUP_FAILED,
@@ -23,7 +24,6 @@ from relay.calls import (
     Verdict,
     classify,
 )
-from relay.sim.twilio_api import FakeTwilioApi
 from tests.timing import WAIT, t
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2

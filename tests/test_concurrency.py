@@ -6,7 +6,8 @@ import asyncio
 import base64
 import uuid
 
-from relay.sim.realtime_server import RealtimeConnection
+from relay_sim.realtime_server import RealtimeConnection
+
 from tests.conftest import Relay
 from tests.timing import WAIT
 

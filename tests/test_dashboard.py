@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.twilio_call import SimulatedCall
 
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.twilio_call import SimulatedCall
 from tests.cdp import CHROMIUM, Browser, Page
 from tests.conftest import Relay, RelayFactory
 from tests.timing import WAIT, t

@@ -1,4 +1,4 @@
-"""Unit tests for relay.deadlines: a session's clocks, driven by explicit times.
+"""Unit tests for relay.core.deadlines: a session's clocks, driven by explicit times.
 
 Deadlines is pure: every method takes ``now``. Times here are whole seconds
 from T0 so every comparison is exact.
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.deadlines import Deadlines, Due, Limits
+from relay.core.deadlines import Deadlines, Due, Limits
 
 T0 = 1000.0
 # Distinct, easy-to-read limits: warn at +40 idle, end at +60 idle; warn at +280, cap at +300.

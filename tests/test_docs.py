@@ -19,17 +19,19 @@ import aiohttp
 import orjson
 import pytest
 
-from relay import avatars, calls, httpapi, twilio
-from relay import frontend as fmsg
-from relay.closecodes import CloseCode
-from relay.deadlines import Limits
+from relay.core.deadlines import Limits
+from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
+from relay.core.tools import default_toolbox
 from relay.errors import BadInput
-from relay.jobconfig import build_session_update, parse_job_config
 from relay.logs import Ev
-from relay.session import EndReason, FrontendInfo, Session, SessionOptions
-from relay.tools import default_toolbox
-from relay.twiml import connect_stream_twiml, stream_url
-from relay.upstream import dialect
+from relay.messages import dialect, twilio
+from relay.messages import frontend as fmsg
+from relay.messages.closecodes import CloseCode
+from relay.messages.jobconfig import build_session_update, parse_job_config
+from relay.providers import heygen as avatars
+from relay.providers import twilio_rest as calls
+from relay.providers.twiml import connect_stream_twiml, stream_url
+from relay.transport import http as httpapi
 from tests.conftest import Relay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +170,7 @@ def http_endpoint_paths() -> set[str]:
 
 @pytest.mark.parametrize("doc", [README, PROTOCOL], ids=["README", "protocol"])
 def test_every_http_endpoint_is_documented(doc: Path) -> None:
-    """Every path relay/httpapi.py serves is in the doc's endpoints table, and nothing else is."""
+    """Every path relay/transport/http.py serves is in the doc's endpoints table, and nothing else is."""
     documented = documented_paths(section(text(doc), "Endpoints" if doc is README else "HTTP endpoints"))
     missing = sorted(http_endpoint_paths() - documented)
     assert not missing, f"{doc.name}'s endpoints table does not list: {missing}"
@@ -184,7 +186,7 @@ def test_every_http_endpoint_is_documented(doc: Path) -> None:
 def close_codes_in_use() -> set[int]:
     """CloseCode, plus every literal close code relay passes to close_soon or PairingRefused."""
     codes = {int(code) for code in CloseCode}
-    for source in (ROOT / "relay").glob("*.py"):
+    for source in (ROOT / "relay").rglob("*.py"):
         body = source.read_text(encoding="utf-8")
         codes.update(int(c) for c in re.findall(r"close_soon\(\s*(\d{4})", body))
         codes.update(int(c) for c in re.findall(r"PairingRefused\([^()]*,\s*(\d{4})\)", body))
@@ -211,7 +213,7 @@ def frontend_types() -> list[str]:
 
 
 def test_every_frontend_type_has_an_example_relay_accepts() -> None:
-    """Every FrontendType appears in protocol.md with an example relay/frontend.py parses."""
+    """Every FrontendType appears in protocol.md with an example relay/messages/frontend.py parses."""
     examples = json_examples(section(text(PROTOCOL), "Frontend → relay"))
     for example in examples:
         fmsg.parse_message(json.dumps(example))  # raises on a stale example
@@ -283,8 +285,9 @@ def test_every_end_reason_is_explained_in_protocol() -> None:
 def frontend_error_codes() -> set[str]:
     """Every ``code`` relay can put in an ``error`` message to a frontend."""
     codes = {cls.code for cls in (BadInput, *BadInput.__subclasses__())} - {"bad_input"}
-    for name in ("session.py", "runner.py", "frontend.py"):
-        body = (ROOT / "relay" / name).read_text(encoding="utf-8")
+    for source in (ROOT / "relay").rglob("*.py"):
+        name = source.name
+        body = source.read_text(encoding="utf-8")
         codes.update(re.findall(r'fmsg\.error\(\s*"([a-z_]+)"', body))
         codes.update(re.findall(r'_refuse_frontend\(\s*fid,\s*"([a-z_]+)"', body))
         if name == "frontend.py":  # parse errors: MalformedMessage(…, code="…")
@@ -302,7 +305,7 @@ def test_every_frontend_error_code_is_in_protocol() -> None:
 
 
 def test_beta_renames_in_protocol_match_the_dialect() -> None:
-    """The beta dialect table and example in protocol.md are what relay/upstream/dialect.py does."""
+    """The beta dialect table and example in protocol.md are what relay/messages/dialect.py does."""
     body = section(text(PROTOCOL), "The beta dialect")
     rows = [line.split("|")[1:3] for line in body.splitlines()
             if line.startswith("| `") and "|" in line[1:]]

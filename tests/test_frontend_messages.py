@@ -1,4 +1,4 @@
-"""Unit tests for relay.frontend: what a browser may send on /logs, and what relay sends it.
+"""Unit tests for relay.messages.frontend: what a browser may send on /logs, and what relay sends it.
 
 Every accepted type parses into its typed value; everything else is refused
 with a BadInput whose ``code`` is what the browser receives in an ``error``.
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay import frontend as fmsg
 from relay.errors import BadInput, MalformedMessage, UnknownMessage
-from relay.jobconfig import JobConfig
+from relay.messages import frontend as fmsg
+from relay.messages.jobconfig import JobConfig
 
 
 def parse(msg: Any) -> fmsg.FrontendMessage:

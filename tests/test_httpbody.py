@@ -1,4 +1,4 @@
-"""Tests for relay.httpbody: request bodies on the websockets server."""
+"""Tests for relay.wire.httpbody: request bodies on the websockets server."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-import relay.httpbody
-from relay.httpbody import (
+import relay.wire.httpbody
+from relay.wire.httpbody import (
     BodyReadingConnection,
     BodyRequest,
     RequestBodyError,
@@ -200,7 +200,7 @@ def test_import_refuses_an_unverified_websockets_version(
 ) -> None:
     """Importing under a websockets major version never verified is an ImportError."""
     monkeypatch.setattr(websockets, "__version__", "18.0")
-    spec = importlib.util.spec_from_file_location("httpbody_copy", relay.httpbody.__file__)
+    spec = importlib.util.spec_from_file_location("httpbody_copy", relay.wire.httpbody.__file__)
     assert spec is not None and spec.loader is not None
     with pytest.raises(ImportError, match=r"websockets >=17,<18 only; websockets 18\.0"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))

@@ -1,4 +1,4 @@
-"""Tests for relay.jobconfig: validating a job configuration and building session.update."""
+"""Tests for relay.messages.jobconfig: validating a job configuration and building session.update."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from relay.jobconfig import (
+from relay.messages.dialect import session_to_ga
+from relay.messages.jobconfig import (
     END_INTERVIEW_TOOL,
     GA_VOICES,
     JobConfig,
@@ -17,7 +18,6 @@ from relay.jobconfig import (
     jobconfig_summary,
     parse_job_config,
 )
-from relay.upstream.dialect import session_to_ga
 
 TOOL = {
     "type": "function",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from relay_sim.realtime_server import RealtimeServer
 from structlog.testing import capture_logs
 
 from relay.logs import Ev
-from relay.sim.realtime_server import RealtimeServer
 from tests.conftest import Relay, RelayFactory
 
 CONFIG = {

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from relay.closecodes import CloseCode
+from relay.messages.closecodes import CloseCode
 from tests.conftest import Relay
 
 

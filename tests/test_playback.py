@@ -1,4 +1,4 @@
-"""Unit tests for relay.playback: marks, play-out estimate, barge-in truncation, base64 lengths."""
+"""Unit tests for relay.core.playback: marks, play-out estimate, barge-in truncation, base64 lengths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.playback import BYTES_PER_MS, Playback, Truncation, b64_decoded_len
+from relay.core.playback import BYTES_PER_MS, Playback, Truncation, b64_decoded_len
 
 T0 = 100.0
 INTERVAL_BYTES = 100 * BYTES_PER_MS  # the default 100 ms mark interval

@@ -2,7 +2,7 @@
 
 Part 1 feeds every inbound parser (Twilio, frontend, job configuration, beta/GA dialect)
 arbitrary text, arbitrary JSON and mutations of real messages: each returns a value or raises
-only the errors its docstring names. Part 2 drives one :class:`~relay.session.Session` through
+only the errors its docstring names. Part 2 drives one :class:`~relay.core.session.Session` through
 any sequence of inputs with a hypothesis state machine and checks its invariants after every
 step, then clears the effects as the runner does. No sockets, no sleeps, no wall clock.
 
@@ -35,20 +35,25 @@ from hypothesis.stateful import (
 )
 from structlog.testing import capture_logs
 
-from relay import frontend as fmsg
-from relay import twilio
-from relay.deadlines import Limits
-from relay.effects import ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.deadlines import Limits
+from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions, State
+from relay.core.tools import Effect, ToolOutcome
 from relay.errors import BadInput
-from relay.jobconfig import GA_VOICES, JobConfig, JobConfigError, parse_job_config
 from relay.logs import Ev
-from relay.session import EndReason, FrontendInfo, Session, SessionOptions, State
-from relay.tools import Effect, ToolOutcome
-from relay.upstream.dialect import (
+from relay.messages import frontend as fmsg
+from relay.messages import twilio
+from relay.messages.dialect import (
     GA_SESSION_FIELDS,
     event_name_to_beta,
     event_to_beta,
     session_to_ga,
+)
+from relay.messages.jobconfig import (
+    GA_VOICES,
+    JobConfig,
+    JobConfigError,
+    parse_job_config,
 )
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"

@@ -7,7 +7,7 @@ import base64
 import os
 import uuid
 
-from relay.closecodes import CloseCode
+from relay.messages.closecodes import CloseCode
 from tests.conftest import Relay, RelayFactory
 from tests.timing import WAIT, t
 

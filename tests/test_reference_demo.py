@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 import pytest
+from relay_sim.realtime_server import session_update_error
 
-from relay.sim.realtime_server import session_update_error
 from tests.conftest import RelayFactory
 from tests.timing import WAIT
 

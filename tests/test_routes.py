@@ -1,10 +1,10 @@
-"""Unit tests for relay.routes: classifying request paths."""
+"""Unit tests for relay.transport.routes: classifying request paths."""
 
 from __future__ import annotations
 
 import pytest
 
-from relay.routes import BadPath, CallRoute, HttpRoute, LogsRoute, parse_route
+from relay.transport.routes import BadPath, CallRoute, HttpRoute, LogsRoute, parse_route
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 

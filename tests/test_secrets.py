@@ -6,13 +6,13 @@ import base64
 import uuid
 
 import aiohttp
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.heygen_api import FakeHeygenApi
+from relay_sim.realtime_server import RealtimeServer
+from relay_sim.twilio_api import FakeTwilioApi
+from relay_sim.twilio_call import SimulatedCall
 
-from relay.auth import mint_token
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.heygen_api import FakeHeygenApi
-from relay.sim.realtime_server import RealtimeServer
-from relay.sim.twilio_api import FakeTwilioApi
-from relay.sim.twilio_call import SimulatedCall
+from relay.security.auth import mint_token
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN
 from tests.test_scripts import start_relay, stop_relay
 

@@ -16,8 +16,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 from websockets.exceptions import InvalidStatus
 
-from relay.auth import mint_token
-from relay.closecodes import CloseCode
+from relay.messages.closecodes import CloseCode
+from relay.security.auth import mint_token
 from tests.conftest import TWILIO_TOKEN, Relay, RelayFactory
 from tests.timing import WAIT, t
 

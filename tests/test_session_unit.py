@@ -1,4 +1,4 @@
-"""Unit tests for relay.session: the session state machine, driven by a fake clock.
+"""Unit tests for relay.core.session: the session state machine, driven by a fake clock.
 
 No sockets and no sleeps: every input is an ``on_*`` call, every output is read
 from :attr:`Session.effects`, and time is whatever :class:`FakeClock` says.
@@ -14,13 +14,9 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from relay import frontend as fmsg
-from relay import twilio
-from relay.effects import ModelEvent, OpenUpstream, RunTool, Teardown
-from relay.jobconfig import JobConfig, build_instructions
-from relay.logs import Ev
-from relay.deadlines import Limits
-from relay.session import (
+from relay.core.deadlines import Limits
+from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.session import (
     EndReason,
     FrontendInfo,
     Session,
@@ -28,7 +24,11 @@ from relay.session import (
     State,
     append_event,
 )
-from relay.tools import Effect, ToolOutcome
+from relay.core.tools import Effect, ToolOutcome
+from relay.logs import Ev
+from relay.messages import frontend as fmsg
+from relay.messages import twilio
+from relay.messages.jobconfig import JobConfig, build_instructions
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 START = twilio.Start(

@@ -6,12 +6,13 @@ import asyncio
 import signal
 import uuid
 
-from relay.closecodes import CloseCode
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.heygen_api import FakeHeygenApi
-from relay.sim.realtime_server import RealtimeServer
-from relay.sim.twilio_api import FakeTwilioApi
-from relay.sim.twilio_call import SimulatedCall
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.heygen_api import FakeHeygenApi
+from relay_sim.realtime_server import RealtimeServer
+from relay_sim.twilio_api import FakeTwilioApi
+from relay_sim.twilio_call import SimulatedCall
+
+from relay.messages.closecodes import CloseCode
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN, Relay
 from tests.test_scripts import start_relay
 from tests.timing import WAIT

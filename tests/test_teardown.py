@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from relay.closecodes import CloseCode
-from relay.sim.realtime_server import RealtimeServer
+from relay_sim.realtime_server import RealtimeServer
+
+from relay.messages.closecodes import CloseCode
 from tests.conftest import API_KEY, Relay, RelayFactory
 from tests.timing import WAIT
 

@@ -1,4 +1,4 @@
-"""Unit tests for relay.tools: the model's functions, their GA schemas, and bad calls.
+"""Unit tests for relay.core.tools: the model's functions, their GA schemas, and bad calls.
 
 Handlers are awaited directly; nothing here opens a socket or sleeps. Times
 are set by starting the context in the (monotonic) past.
@@ -11,8 +11,7 @@ import time
 import orjson
 import pytest
 
-from relay.jobconfig import END_INTERVIEW_TOOL
-from relay.tools import (
+from relay.core.tools import (
     END_INTERVIEW,
     INTERVIEW_TIME,
     Effect,
@@ -22,6 +21,7 @@ from relay.tools import (
     ToolOutcome,
     default_toolbox,
 )
+from relay.messages.jobconfig import END_INTERVIEW_TOOL
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 

@@ -1,4 +1,4 @@
-"""Unit tests for relay.twilio: Media Streams messages in, media/mark/clear out.
+"""Unit tests for relay.messages.twilio: Media Streams messages in, media/mark/clear out.
 
 Inbound frames are written in the provider's exact shapes (Twilio docs,
 "Media Streams - WebSocket Messages"). No sockets: every test is text in,
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from relay import twilio
 from relay.errors import BadInput, MalformedMessage, UnknownMessage
+from relay.messages import twilio
 
 ACCOUNT = "AC00000000000000000000000000000001"
 CALL = "CA00000000000000000000000000000001"

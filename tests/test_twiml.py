@@ -1,4 +1,4 @@
-"""Tests for relay.twiml: the stream URL and the <Connect><Stream> document."""
+"""Tests for relay.providers.twiml: the stream URL and the <Connect><Stream> document."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from relay.twiml import MAX_PARAMETERS_LENGTH, connect_stream_twiml, stream_url
+from relay.providers.twiml import (
+    MAX_PARAMETERS_LENGTH,
+    connect_stream_twiml,
+    stream_url,
+)
 
 
 @pytest.mark.parametrize(

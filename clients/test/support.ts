@@ -130,7 +130,7 @@ interface TwilioMessage { event: string; [field: string]: unknown }
 const SAMPLE_RATE = 8000;
 const FRAME_BYTES = 160; // 20 ms of 8 kHz μ-law
 
-/** One 16-bit linear sample as G.711 μ-law (the same algorithm as relay/g711.py). */
+/** One 16-bit linear sample as G.711 μ-law (the same algorithm as relay/providers/g711.py). */
 function ulaw(sample: number): number {
   const magnitude = Math.min(Math.abs(Math.round(sample)), 32635) + 0x84;
   const exponent = Math.floor(Math.log2(magnitude)) - 7;
@@ -283,7 +283,7 @@ export function nextEvent<K extends keyof RelayClientEvents>(client: RelayClient
 
 export const SECRET = "relay-client-tests-secret-0123456789abcdef";
 
-/** An HS256 JWT exactly as relay/auth.py expects it: sub, aud, iat, exp (and sid). */
+/** An HS256 JWT exactly as relay/security/auth.py expects it: sub, aud, iat, exp (and sid). */
 export function mintJwt(claims: { sub: string; aud?: string; sid?: string; ttlS?: number },
   secret = SECRET): string {
   const now = Math.floor(Date.now() / 1000);

@@ -12,20 +12,20 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import InvalidStatus
-
-from relay.sim.frontend import SimulatedFrontend
-from relay.sim.realtime_server import RealtimeServer, session_update_error
-from relay.sim.inbox import PeerClosed, WaitTimeout
-from relay.sim.twilio_call import (
+from relay_sim.frontend import SimulatedFrontend
+from relay_sim.inbox import PeerClosed, WaitTimeout
+from relay_sim.realtime_server import RealtimeServer, session_update_error
+from relay_sim.twilio_call import (
     FRAME_BYTES,
     SimulatedCall,
     linear_to_ulaw,
     ulaw_silence,
     ulaw_tone,
 )
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidStatus
+
 from tests.timing import WAIT, t
 
 SILENCE_FRAME = b"\xff" * FRAME_BYTES

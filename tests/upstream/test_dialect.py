@@ -1,4 +1,4 @@
-"""Tests for relay.upstream.dialect: beta <-> GA translation."""
+"""Tests for relay.messages.dialect: beta <-> GA translation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from relay.upstream.dialect import (
+from relay.messages.dialect import (
     BETA_SESSION_FIELDS,
     GA_SESSION_FIELDS,
     event_name_to_beta,

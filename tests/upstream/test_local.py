@@ -1,4 +1,4 @@
-"""Tests for relay.upstream.local: the offline stand-in for the Realtime API."""
+"""Tests for relay.providers.local: the offline stand-in for the Realtime API."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from relay.upstream.dialect import event_to_beta
-from relay.upstream.local import (
+from relay.messages.dialect import event_to_beta
+from relay.providers.local import (
     DEFAULT_GREETING,
     LocalModel,
     linear_to_ulaw,

@@ -20,7 +20,7 @@ from websockets.exceptions import (
 )
 from websockets.http11 import Response
 
-from relay.upstream.openai import backoff_delays, is_retryable
+from relay.providers.openai import backoff_delays, is_retryable
 
 
 def no_jitter() -> float:

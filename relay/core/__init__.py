@@ -1,0 +1,1 @@
+"""The decisions, free of I/O: one session's state machine and what it is built from."""

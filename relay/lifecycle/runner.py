@@ -1,0 +1,425 @@
+"""Carries out one session's decisions: sockets, tasks and timers.
+
+The :class:`~relay.core.session.Session` decides; a :class:`SessionRunner` feeds it
+what arrives on the call, the model connection, frontends and its timer, then
+performs the :class:`~relay.core.effects.Effects` it produced. It owns every task
+of the session (model connection, tool calls, teardown) and cancels or awaits
+each one; when the teardown finishes nothing of the session is left running.
+
+The per-frame path is kept lean: once the model is live, a caller's media
+frame goes from the Twilio socket's data callback to the model socket's
+buffer with one string search and one write — no JSON parsing, no session
+call, no task switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from websockets.protocol import State
+
+from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.session import EndReason, FrontendInfo, Session, append_event
+from relay.core.tools import ToolBox, ToolContext, ToolOutcome
+from relay.errors import BadInput, UpstreamConnectError
+from relay.logs import Ev, get_logger
+from relay.messages import frontend as fmsg
+from relay.messages import twilio
+from relay.messages.closecodes import CloseCode
+from relay.messages.dialect import event_to_beta
+from relay.providers.peer import UpstreamPeer
+from relay.wire.connection import WireMixin
+
+ConnectUpstream = Callable[[str], Awaitable[UpstreamPeer]]
+#: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
+HangUp = Callable[[str, bool], Awaitable[object]]
+#: Stops a streaming avatar session: provider, avatar session ID.
+StopAvatar = Callable[[str, str], Awaitable[object]]
+
+_AUDIO_DELTA = "response.output_audio.delta"
+_fids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerDeps:
+    """What every runner shares: how to reach the model, tools, and timeouts."""
+
+    connect_upstream: ConnectUpstream
+    toolbox: ToolBox
+    hang_up: HangUp | None = None
+    stop_avatar: StopAvatar | None = None
+    close_timeout_s: float = 2.0
+    hangup_timeout_s: float = 6.0
+
+
+@dataclass(slots=True)
+class FrontendLink:
+    """One frontend connection of this session."""
+
+    conn: WireMixin
+    info: FrontendInfo
+
+
+class SessionRunner:
+    """The I/O shell around one :class:`Session`."""
+
+    def __init__(
+        self,
+        session: Session,
+        deps: RunnerDeps,
+        forget: Callable[[SessionRunner], None],
+    ) -> None:
+        self.session = session
+        self.deps = deps
+        self._forget = forget
+        self._loop = asyncio.get_running_loop()
+        self.call: WireMixin | None = None
+        self.upstream: UpstreamPeer | None = None
+        self.frontends: dict[int, FrontendLink] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._upstream_task: asyncio.Task[None] | None = None
+        self._attempt: asyncio.Task[UpstreamPeer] | None = None
+        # Closing handshakes started outside the teardown's own steps; awaited,
+        # never cancelled, so a connection is never left half open.
+        self._closers: set[asyncio.Task[None]] = set()
+        self._teardown_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._timer_version: int | None = None
+        self._media_direct = False
+        self._done = asyncio.Event()
+        self.frames_in = 0
+        self._log = get_logger(sessionId=session.id)
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    @property
+    def call_open(self) -> bool:
+        """Whether the call's stream socket is still open."""
+        return self.call is not None and self.call.protocol.state is not State.CLOSED
+
+    @property
+    def done(self) -> bool:
+        """Whether the teardown has finished."""
+        return self._done.is_set()
+
+    async def wait_done(self) -> None:
+        """Wait until the session has been torn down and forgotten."""
+        await self._done.wait()
+
+    # -- inputs from the registry and handlers -------------------------------------
+
+    def end(self, reason: EndReason) -> None:
+        """End the session (idempotent); :meth:`wait_done` waits for the teardown."""
+        self.session.end(reason)
+        self._flush()
+
+    def check_timers(self) -> bool:
+        """Act on passed deadlines now (the registry's sweep). Returns True if it ended."""
+        was_ended = self.session.ended
+        self.session.on_timer()
+        self._flush()
+        return self.session.ended and not was_ended
+
+    def _guarded(self, handler: Callable[..., None]) -> Callable[..., None]:
+        """Wrap a sink: a bug in relay ends this session (internal_error), nothing else."""
+
+        def sink(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception:
+                self._log.error(Ev.HANDLER_CRASHED, where=handler.__name__, exc_info=True)
+                self.session.effects.clear()
+                self.end(EndReason.INTERNAL_ERROR)
+
+        return sink
+
+    def attach_frontend(self, conn: WireMixin, info: FrontendInfo) -> int:
+        """Add a frontend; returns its ID. Its messages now reach the session."""
+        fid = next(_fids)
+        self.frontends[fid] = FrontendLink(conn, info)
+        on_text, on_binary = self._guarded(self._on_frontend_text), self._guarded(
+            self._on_frontend_binary)
+        conn.set_sinks(lambda text: on_text(fid, text), lambda data: on_binary(fid, data))
+        self.session.add_frontend(fid, info)
+        self._flush()
+        return fid
+
+    def detach_frontend(self, fid: int) -> None:
+        """A frontend's connection closed."""
+        if self.frontends.pop(fid, None) is None:
+            return
+        self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
+        self.session.remove_frontend(fid)
+        self._flush()
+
+    def _on_frontend_text(self, fid: int, text: str) -> None:
+        try:
+            msg = fmsg.parse_message(text)
+        except BadInput as exc:
+            self._refuse_frontend(fid, exc.code, exc.message)
+            return
+        self.session.on_frontend_message(fid, msg)
+        self._flush()
+
+    def _on_frontend_binary(self, fid: int, data: bytes) -> None:
+        self._refuse_frontend(fid, "binary_not_accepted", "send JSON text frames, not binary")
+
+    def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
+        self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid, code=code)
+        link = self.frontends.get(fid)
+        if link is not None:
+            link.conn.send_now(orjson.dumps(fmsg.error(code, message)))
+
+    def attach_call(self, conn: WireMixin, start: twilio.Start) -> None:
+        """The call's ``start`` arrived and it was paired with this session."""
+        self.call = conn
+        conn.set_sinks(self._guarded(self._on_call_text))
+        self.session.on_call_started(start)
+        self._flush()
+
+    def _on_call_text(self, text: str) -> None:
+        payload = twilio.media_payload(text)
+        if payload is not None:
+            self.frames_in += 1
+            if self._media_direct:
+                self.upstream.send_now(append_event(payload))  # type: ignore[union-attr]
+            else:
+                self.session.on_call_media(payload)
+                self._flush()
+            return
+        try:
+            msg = twilio.parse_message(text)
+        except BadInput as exc:
+            # Twilio cannot receive errors, and ending a paid interview over
+            # one bad frame would hurt the user more than dropping it.
+            self._log.warning(Ev.BAD_INPUT, source="call", code=exc.code)
+            return
+        self.session.on_call_message(msg)
+        self._flush()
+
+    def call_closed(self) -> None:
+        """The Twilio stream socket closed."""
+        self.session.on_call_closed()
+        self._flush()
+
+    # -- the model ---------------------------------------------------------------
+
+    async def _run_upstream(self) -> None:
+        attempt = self._attempt = self._loop.create_task(self.deps.connect_upstream(self.id))
+        try:
+            peer = await attempt
+        except UpstreamConnectError as exc:
+            self.session.on_upstream_failed(str(exc))
+            self._flush()
+            return
+        except asyncio.CancelledError:
+            self._close_orphan(attempt)
+            raise
+        if self.session.ended:
+            # The caller hung up while the model was connecting: the new
+            # connection must be closed, not leaked.
+            self._close_orphan(attempt)
+            return
+        self.upstream = peer
+        peer.set_sinks(self._guarded(self._on_upstream_text))
+        self.session.on_upstream_open()
+        self._flush()
+        await peer.wait_closed()
+        if not self.session.ended:
+            self._log.info(Ev.UPSTREAM_CLOSED)
+        self.session.on_upstream_closed()
+        self._flush()
+
+    def _close_orphan(self, attempt: asyncio.Task[UpstreamPeer]) -> None:
+        if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+            task = attempt.result().close_soon(CloseCode.NORMAL, "session ended")
+            if task is not None:
+                self._closers.add(task)
+
+    def _on_upstream_text(self, text: str) -> None:
+        self.session.on_upstream_text(text)
+        self._flush()
+
+    async def _run_tool(self, cmd: RunTool) -> None:
+        ctx = ToolContext(self.id, self.session.call_started_at or self.session.created_at)
+        try:
+            outcome = await self.deps.toolbox.run(cmd.name, cmd.arguments, ctx)
+        except Exception:
+            self._log.error(Ev.TOOL_FAILED, tool=cmd.name, exc_info=True)
+            outcome = ToolOutcome({"error": "the tool failed"})
+        self.session.on_tool_result(cmd.call_id, outcome)
+        self._flush()
+
+    # -- effects -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        session = self.session
+        effects = session.effects
+        if effects:
+            if effects.call and self.call is not None:
+                for data in effects.call:
+                    self.call.send_now(data)
+            if effects.upstream and self.upstream is not None:
+                for data in effects.upstream:
+                    self.upstream.send_now(data)
+            for target, message in effects.frontend:
+                self._send_frontends(target, message)
+            commands = list(effects.commands)
+            effects.clear()
+            for cmd in commands:
+                match cmd:
+                    case OpenUpstream():
+                        self._upstream_task = self._track(self._loop.create_task(self._run_upstream()))
+                    case RunTool():
+                        self._track(self._loop.create_task(self._run_tool(cmd)))
+                    case Teardown(reason):
+                        if self._teardown_task is None:
+                            self._teardown_task = self._loop.create_task(self._teardown(reason))
+        self._media_direct = session.model_ready and self.upstream is not None and self.upstream.is_open
+        self._rearm_timer()
+
+    def _send_frontends(self, target: int | None, message: dict[str, Any] | ModelEvent) -> None:
+        links = self.frontends.values() if target is None else (
+            [self.frontends[target]] if target in self.frontends else []
+        )
+        if isinstance(message, dict):
+            data = orjson.dumps(message)
+            for link in links:
+                link.conn.send_now(data)
+            return
+        beta: bytes | None = None
+        for link in links:
+            info = link.info
+            if message.type == _AUDIO_DELTA and not info.wants_audio:
+                continue
+            if info.dialect == "beta":
+                if beta is None:
+                    translated = event_to_beta(message.event)
+                    if translated is None:
+                        break
+                    beta = orjson.dumps(translated)
+                link.conn.send_now(beta)
+            else:
+                link.conn.send_now(message.text)
+
+    def _rearm_timer(self) -> None:
+        # Called after every flush, audio frames included: look at the
+        # deadlines only when they may have moved.
+        version = -1 if self.session.ended else self.session.deadlines.version
+        if version == self._timer_version:
+            return
+        self._timer_version = version
+        deadline = None if self.session.ended else self.session.deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._timer_version = None  # re-arm even if nothing was due yet
+        self.session.on_timer()
+        self._flush()
+
+    def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- teardown ------------------------------------------------------------------
+
+    async def _teardown(self, reason: str) -> None:
+        """End the phone call and avatars, close the model, the call and frontends, forget.
+
+        The ``ended`` message already went out with the flush that started
+        this. Each step is guarded and bounded: one close that fails or hangs
+        never stops the others.
+        """
+        try:
+            ending = self._loop.create_task(self._end_outside_world(reason))
+            if self._attempt is not None and not self._attempt.done():
+                self._attempt.cancel()
+            if self.upstream is not None:
+                await self._close(self.upstream, CloseCode.NORMAL, "session ended")
+            await self._step("hang up and stop avatars", ending, self.deps.hangup_timeout_s)
+            code = {
+                "shutdown": CloseCode.GOING_AWAY,
+                "superseded": CloseCode.SUPERSEDED,
+            }.get(reason, CloseCode.NORMAL)
+            closes = [self._close(link.conn, code, reason) for link in self.frontends.values()]
+            if self.call is not None:
+                closes.insert(0, self._close(self.call, code if code != CloseCode.SUPERSEDED
+                                             else CloseCode.NORMAL, reason))
+            await asyncio.gather(*closes)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._closers:
+                await self._step("close orphans", asyncio.gather(*self._closers, return_exceptions=True))
+            self.session.mark_ended()
+            self._forget(self)
+            self._log.info(Ev.SESSION_FORGOTTEN, reason=reason)
+            self._done.set()
+
+    async def _end_outside_world(self, reason: str) -> None:
+        # Closing the stream socket does not hang up a bidirectional call, and
+        # avatars bill per minute: both are ended through their providers.
+        session = self.session
+        jobs: list[Awaitable[object]] = []
+        if self.deps.hang_up is not None:
+            if session.call is not None and reason != EndReason.CALLER_HUNG_UP:
+                jobs.append(self.deps.hang_up(session.call.call_sid, True))
+            elif session.call is None and session.registered_call_sid:
+                # Registered but never streamed: the call may still be ringing.
+                jobs.append(self.deps.hang_up(session.registered_call_sid, False))
+        if self.deps.stop_avatar is not None:
+            for avatar_id, provider in session.avatars.items():
+                jobs.append(self.deps.stop_avatar(provider, avatar_id))
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
+                                  error=type(result).__name__)
+
+    async def _close(self, conn: WireMixin | UpstreamPeer, code: int, reason: str) -> None:
+        try:
+            task = conn.close_soon(code, reason)
+        except Exception:
+            # One connection failing to close must not keep the others open.
+            self._log.warning(Ev.HANDLER_CRASHED, step=f"close {type(conn).__name__}",
+                              exc_info=True)
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
+            return
+        if task is None:
+            task = getattr(conn, "close_task", None)
+        if task is not None:
+            await self._step(f"close {type(conn).__name__}", asyncio.shield(task))
+
+    async def _step(self, what: str, awaitable: Awaitable[Any], timeout: float | None = None) -> None:
+        try:
+            async with asyncio.timeout(timeout or self.deps.close_timeout_s):
+                await awaitable
+        except TimeoutError:
+            self._log.warning(Ev.STEP_TIMED_OUT, step=what)
+            if isinstance(awaitable, asyncio.Task):
+                awaitable.cancel()
+        except Exception:
+            self._log.warning(Ev.HANDLER_CRASHED, step=what, exc_info=True)

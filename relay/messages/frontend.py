@@ -1,0 +1,212 @@
+"""Messages between the browser and relay (JSON text frames on ``/logs``).
+
+Inbound messages are parsed into one small typed value each; anything relay
+does not document is refused with an ``error`` and never forwarded to the
+model. Outbound relay messages are built here so their shapes live in one
+place (see DESIGN.md, "Messages").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from relay.errors import MalformedMessage, UnknownMessage
+from relay.messages.dialect import session_to_ga
+from relay.messages.jobconfig import JobConfig, JobConfigError, parse_job_config
+
+
+class FrontendType(StrEnum):
+    """The ``type`` of a message a frontend may send."""
+
+    JOB_CONFIG = "job_config"
+    SESSION_UPDATE = "session.update"
+    ACTIVITY = "activity"
+    SESSION_END = "session.end"
+    ITEM_CREATE = "conversation.item.create"
+    RESPONSE_CREATE = "response.create"
+    RESPONSE_CANCEL = "response.cancel"
+    AVATAR_ATTACH = "avatar.attach"
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfigMessage:
+    """The interview to run."""
+
+    config: JobConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdateMessage:
+    """The reference demo's configuration, already translated to GA fields."""
+
+    session: dict[str, Any]
+    dropped: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The user is still here."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """End the interview now."""
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarAttach:
+    """A streaming avatar session to stop when the interview ends."""
+
+    provider: str
+    avatar_session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """A vetted OpenAI client event to forward to the model."""
+
+    event: dict[str, Any]
+
+
+FrontendMessage = (
+    JobConfigMessage | SessionUpdateMessage | Activity | SessionEnd | AvatarAttach | ClientEvent
+)
+
+_MAX_TEXT = 8000
+_AVATAR_PROVIDERS = frozenset({"heygen"})
+_AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
+_ITEM_ROLES = frozenset({"user", "system"})
+
+
+def parse_message(text: str) -> FrontendMessage:
+    """Parse and vet one frontend message.
+
+    Raises:
+        MalformedMessage: not a JSON object, or fields of the wrong shape.
+        UnknownMessage: a type the relay does not accept from a browser.
+    """
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise MalformedMessage("message is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise MalformedMessage("message is not a JSON object")
+    raw_type = msg.get("type")
+    try:
+        kind = FrontendType(raw_type)
+    except ValueError:
+        shown = str(raw_type)[:60] if raw_type is not None else "(none)"
+        raise UnknownMessage(f"message type {shown!r} is not accepted") from None
+    match kind:
+        case FrontendType.JOB_CONFIG:
+            try:
+                return JobConfigMessage(parse_job_config(msg.get("config")))
+            except JobConfigError as exc:
+                raise MalformedMessage(str(exc), code="invalid_job_config") from exc
+        case FrontendType.SESSION_UPDATE:
+            session = msg.get("session")
+            if not isinstance(session, dict):
+                raise MalformedMessage("session.update needs a session object")
+            ga, dropped = session_to_ga(session)
+            return SessionUpdateMessage(ga, tuple(dropped))
+        case FrontendType.ACTIVITY:
+            return Activity()
+        case FrontendType.SESSION_END:
+            return SessionEnd()
+        case FrontendType.ITEM_CREATE:
+            return ClientEvent(_vet_item_create(msg))
+        case FrontendType.RESPONSE_CREATE:
+            return ClientEvent(_vet_response_create(msg))
+        case FrontendType.RESPONSE_CANCEL:
+            return ClientEvent({"type": "response.cancel"})
+        case FrontendType.AVATAR_ATTACH:
+            provider, avatar_id = msg.get("provider"), msg.get("avatarSessionId")
+            if not isinstance(provider, str) or provider not in _AVATAR_PROVIDERS:
+                raise MalformedMessage("avatar.attach needs provider \"heygen\"")
+            if not isinstance(avatar_id, str) or not _AVATAR_ID.match(avatar_id):
+                raise MalformedMessage("avatar.attach needs a valid avatarSessionId")
+            return AvatarAttach(provider, avatar_id)
+
+
+def _vet_item_create(msg: dict[str, Any]) -> dict[str, Any]:
+    item = msg.get("item")
+    if not isinstance(item, dict):
+        raise MalformedMessage("conversation.item.create needs an item object")
+    kind = item.get("type")
+    if kind == "function_call_output":
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(call_id, str) or not isinstance(output, str) or len(output) > _MAX_TEXT:
+            raise MalformedMessage("function_call_output needs call_id and output strings")
+        clean = {"type": kind, "call_id": call_id[:64], "output": output}
+    elif kind == "message":
+        role, content = item.get("role"), item.get("content")
+        if not isinstance(role, str) or role not in _ITEM_ROLES or not isinstance(content, list) \
+                or not content:
+            raise MalformedMessage("a message item needs role user or system and content")
+        parts = []
+        for part in content[:8]:
+            if not isinstance(part, dict) or part.get("type") != "input_text":
+                raise MalformedMessage("message content parts must be input_text")
+            text = part.get("text")
+            if not isinstance(text, str) or len(text) > _MAX_TEXT:
+                raise MalformedMessage("input_text needs a text string")
+            parts.append({"type": "input_text", "text": text})
+        clean = {"type": "message", "role": role, "content": parts}
+    else:
+        raise UnknownMessage("only function_call_output and message items may be created")
+    return {"type": "conversation.item.create", "item": clean}
+
+
+def _vet_response_create(msg: dict[str, Any]) -> dict[str, Any]:
+    response = msg.get("response")
+    if response is None:
+        return {"type": "response.create"}
+    if not isinstance(response, dict) or set(response) - {"instructions"}:
+        raise MalformedMessage("response.create accepts only response.instructions")
+    instructions = response.get("instructions")
+    if instructions is not None and (
+        not isinstance(instructions, str) or len(instructions) > _MAX_TEXT
+    ):
+        raise MalformedMessage("response.instructions must be a string")
+    return {"type": "response.create", "response": dict(response)}
+
+
+# -- relay → frontend --------------------------------------------------------
+
+
+def session_associated(session_id: str, call_sid: str, stream_sid: str) -> dict[str, Any]:
+    """The frontend's session now has a phone call."""
+    return {
+        "type": "session.associated",
+        "sessionId": session_id,
+        "callSid": call_sid,
+        "streamSid": stream_sid,
+    }
+
+
+def job_config_ack(session_id: str, status: str) -> dict[str, Any]:
+    """``queued`` until the model is ready, then ``applied``."""
+    return {"type": "job_config.ack", "sessionId": session_id, "status": status}
+
+
+def call_status_changed(
+    session_id: str, status: str, stream_sid: str | None, reason: str | None = None
+) -> dict[str, Any]:
+    """``connected`` when the call starts; ``ended`` (with a reason) before any close."""
+    return {
+        "type": "call.status_changed",
+        "status": status,
+        "sessionId": session_id,
+        "streamSid": stream_sid,
+        "reason": reason,
+    }
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    """Input relay refused, or a failure the user should know about."""
+    return {"type": "error", "code": code, "message": message}

@@ -1,0 +1,121 @@
+"""The OpenAI Realtime client: one GA WebSocket per call, opened with retries.
+
+Retry policy is two pure functions, :func:`backoff_delays` and
+:func:`is_retryable`, so it can be tested without a network. Failures that
+retrying cannot fix (a refused key, a wrong URL) fail at once; overload and
+network errors are retried with bounded exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from relay.errors import UpstreamConnectError
+from relay.logs import Ev, get_logger
+from relay.wire.connection import WireClientConnection
+
+#: Largest model event accepted (a session.updated with long instructions).
+MAX_EVENT_SIZE = 4 * 1024 * 1024
+
+
+def backoff_delays(
+    attempts: int,
+    initial: float,
+    maximum: float,
+    *,
+    jitter: Callable[[], float] = random.random,
+) -> list[float]:
+    """Delays to wait before each retry: ``attempts - 1`` of them.
+
+    Doubling from ``initial``, capped at ``maximum``, each scaled by a factor
+    in [0.5, 1.0) so that many sessions failing together do not retry in step.
+    """
+    delays = []
+    delay = initial
+    for _ in range(max(0, attempts - 1)):
+        delays.append(min(delay, maximum) * (0.5 + jitter() / 2))
+        delay *= 2
+    return delays
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed connection attempt is worth repeating.
+
+    HTTP 408, 429 and 5xx are; other HTTP refusals (401 bad key, 403, 404 wrong
+    model or URL) are not. Timeouts and OS-level network errors are.
+    """
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        return status in (408, 429) or status >= 500
+    if isinstance(exc, InvalidURI):
+        return False
+    return isinstance(exc, (OSError, TimeoutError, InvalidHandshake, EOFError))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
+async def open_realtime(
+    url: str,
+    api_key: str,
+    *,
+    attempts: int,
+    backoff_initial: float,
+    backoff_max: float,
+    open_timeout: float,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    close_timeout: float = 10.0,
+    session_id: str = "",
+) -> WireClientConnection:
+    """Open a Realtime WebSocket, retrying what is worth retrying.
+
+    Raises:
+        UpstreamConnectError: every attempt failed, or one failed for good.
+            Its message says why (no secrets).
+    """
+    log = get_logger(sessionId=session_id)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    delays = backoff_delays(attempts, backoff_initial, backoff_max)
+    attempt = 0
+    while True:
+        attempt += 1
+        log.info(Ev.UPSTREAM_CONNECTING, attempt=attempt)
+        try:
+            conn = await connect(
+                url,
+                additional_headers=headers,
+                create_connection=WireClientConnection,
+                open_timeout=open_timeout,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_size=MAX_EVENT_SIZE,
+                compression=None,
+                # A websockets User-Agent is fine; the key must not be logged,
+                # so the library's own logger stays out of DEBUG (see logs.py).
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = _describe(exc)
+            if not is_retryable(exc) or attempt > len(delays):
+                log.warning(Ev.UPSTREAM_FAILED, attempts=attempt, error=reason)
+                raise UpstreamConnectError(
+                    f"could not open the model session ({reason}) after {attempt} attempt(s)",
+                    attempts=attempt,
+                ) from exc
+            delay = delays[attempt - 1]
+            log.info(Ev.UPSTREAM_RETRY, attempt=attempt, error=reason, retryInS=round(delay, 3))
+            await asyncio.sleep(delay)
+            continue
+        log.info(Ev.UPSTREAM_OPEN, attempt=attempt)
+        return conn

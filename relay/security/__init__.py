@@ -1,0 +1,1 @@
+"""Who may do what: admission, frontend tokens, Twilio signatures, limits."""

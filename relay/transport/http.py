@@ -1,0 +1,271 @@
+"""relay's plain HTTP endpoints, answered on the WebSocket port.
+
+``GET|POST /twiml``, ``GET /health``, ``GET /public-url``, ``GET /tools``, and the
+API: ``POST /api/sessions/reset``, ``POST /api/sessions/stop_all``,
+``POST /api/sessions/{sessionId}/stop`` (works from ``navigator.sendBeacon``:
+no custom headers, credentials in the query string, any small body) and
+``POST /api/heygen/stop_all_sessions``. Each handler takes the request and
+returns a websockets :class:`~websockets.http11.Response`; none upgrades.
+Browsers call the API cross-origin, so it answers CORS preflights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from relay.errors import AvatarApiError
+from relay.lifecycle.registry import valid_session_id
+from relay.providers.twiml import connect_stream_twiml, stream_url
+from relay.security.auth import AuthError
+from relay.transport.metrics import CONTENT_TYPE
+from relay.transport.routes import HttpRoute
+from relay.wire.httpbody import form_fields
+
+if TYPE_CHECKING:
+    from relay.transport.server import RelayServer
+
+Handler = Callable[["RelayServer", Request, HttpRoute], Awaitable[Response]]
+
+
+def respond(status: int, body: bytes | str, content_type: str,
+            headers: Mapping[str, str] | None = None) -> Response:
+    """A complete HTTP response with the length set."""
+    data = body.encode() if isinstance(body, str) else body
+    status_enum = HTTPStatus(status)
+    h = Headers()
+    h["Content-Type"] = content_type
+    h["Content-Length"] = str(len(data))
+    h["Cache-Control"] = "no-store"
+    # websockets closes the connection after any non-upgrade response; say so,
+    # or keep-alive clients reuse a dead socket.
+    h["Connection"] = "close"
+    for name, value in (headers or {}).items():
+        h[name] = value
+    return Response(status, status_enum.phrase, h, data)
+
+
+def json_response(status: int, payload: Any) -> Response:
+    """A JSON response."""
+    return respond(status, orjson.dumps(payload), "application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """A JSON error body: ``{"error": code, "message": …}``."""
+    return json_response(status, {"error": code, "message": message})
+
+
+async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """TwiML that connects the call to ``/call``, carrying the sessionId."""
+    server.gate.admit_webhook(request)
+    params = dict(route.query)
+    params.update(form_fields(request))
+    public = server.settings.public_url or _public_from_request(request)
+    parameters = {}
+    session_id = params.get("sessionId")
+    if session_id:
+        parameters["sessionId"] = session_id
+    if server.gate.signatures is not None:
+        call_sid = params.get("CallSid")
+        if not call_sid:
+            return error_response(400, "bad_request", "CallSid is required")
+        # Binds the stream to this signed webhook: a replayed upgrade has no token.
+        parameters["streamToken"] = server.gate.stream_tokens.mint(call_sid)
+    # The session ID goes in the stream's path as well as its parameters: a
+    # proxy in front of several relay processes can then route the call to the
+    # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
+    path = f"/call/{quote(session_id, safe='')}" if session_id else "/call"
+    try:
+        body = connect_stream_twiml(stream_url(public, path), parameters)
+    except ValueError as exc:
+        return error_response(400, "bad_request", str(exc))
+    return respond(200, body, "text/xml; charset=utf-8")
+
+
+def _public_from_request(request: Request) -> str:
+    host = request.headers.get("X-Forwarded-Host") or request.headers.get("Host") or "localhost"
+    proto = request.headers.get("X-Forwarded-Proto") or "https"
+    if proto == "https" and host.split(":")[0] in ("localhost", "127.0.0.1"):
+        proto = "http"
+    return f"{proto}://{host}"
+
+
+async def health(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Liveness plus counts: sessions, waiting frontends, open connections, ends by reason."""
+    return json_response(200, server.health())
+
+
+async def public_url(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """The configured public URL, as the reference demo's web app expects."""
+    return json_response(200, {"publicUrl": server.settings.public_url})
+
+
+async def tools(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """The function schemas the model is offered."""
+    return json_response(200, server.toolbox.schemas)
+
+
+async def reset(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """End every session (operators and tests); guarded by RELAY_ADMIN_TOKEN."""
+    ended = await server.registry.reset_all_sessions()
+    return json_response(200, {"ended": ended})
+
+
+async def stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """End the caller's sessions (every session for the admin); call it when the app loads."""
+    who = server.gate.api_caller(request, route)
+    if who.admin:
+        return json_response(200, {"stopped": await server.registry.end_all_stopped()})
+    if who.user_id is None:
+        return error_response(401, "unauthorized", "a user (or the admin token) is required")
+    return json_response(200, {"stopped": await server.registry.stop_user(who.user_id)})
+
+
+async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """End one session: the page's ``beforeunload`` beacon."""
+    session_id = route.path.split("/")[3]
+    if not valid_session_id(session_id):
+        return error_response(400, "bad_session_id", "sessionId is not valid")
+    who = server.gate.api_caller(request, route)
+    try:
+        stopped = await server.registry.stop_session(session_id, who.user_id, admin=who.admin)
+    except PermissionError:
+        return error_response(403, "forbidden", "that session belongs to another user")
+    if not stopped:
+        return error_response(404, "not_found", "no such live session")
+    return json_response(200, {"stopped": True, "sessionId": session_id})
+
+
+async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Stop every live HeyGen streaming session of the account (operators, app start)."""
+    if not server.avatars.configured:
+        return error_response(503, "not_configured", "HEYGEN_API_KEY is not set")
+    try:
+        stopped = await server.avatars.stop_all()
+    except AvatarApiError as exc:
+        return error_response(502, "heygen_unavailable", f"{exc} ({exc.reason})")
+    return json_response(200, {"stopped": stopped})
+
+
+async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Live sessions and the last ended ones (the live sessions page); admin token when set."""
+    return json_response(200, {
+        "sessions": server.registry.snapshot(),
+        "ended": list(reversed(server.registry.recently_ended)),
+        "health": server.health(),
+    })
+
+
+async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
+    return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8", {
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                   "script-src 'self' 'unsafe-inline'",
+    })
+
+
+_DASHBOARD = Path(__file__).with_name("dashboard.html")
+
+async def metrics(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Prometheus text: sessions, connections, frames, ends by reason, upstream, loop lag."""
+    return respond(200, server.metrics.render(), CONTENT_TYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One HTTP endpoint: its handler, the methods it serves, and whether it is for operators."""
+
+    handler: Handler
+    methods: frozenset[str]
+    #: Needs ``Authorization: Bearer $RELAY_ADMIN_TOKEN`` when one is set.
+    admin: bool = False
+
+
+_GET = frozenset({"GET", "HEAD"})
+_POST = frozenset({"POST"})
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "/metrics": Endpoint(metrics, _GET, admin=True),
+    "/": Endpoint(dashboard, _GET),
+    "/dashboard": Endpoint(dashboard, _GET),
+    "/api/sessions": Endpoint(sessions, _GET, admin=True),
+    "/twiml": Endpoint(twiml, frozenset({"GET", "POST"})),
+    "/health": Endpoint(health, _GET),
+    "/public-url": Endpoint(public_url, _GET),
+    "/tools": Endpoint(tools, _GET),
+    "/api/sessions/reset": Endpoint(reset, _POST, admin=True),
+    "/api/sessions/stop_all": Endpoint(stop_all, _POST),
+    "/api/heygen/stop_all_sessions": Endpoint(heygen_stop_all, _POST, admin=True),
+}
+_STOP_ONE_PATH = re.compile(r"/api/sessions/[^/]+/stop\Z")
+_STOP_ONE = Endpoint(stop_one, _POST)
+
+
+def resolve(path: str) -> Endpoint | None:
+    """The endpoint serving ``path``, or None."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is None and _STOP_ONE_PATH.match(path):
+        endpoint = _STOP_ONE
+    return endpoint
+
+
+async def answer(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+    """Answer a plain HTTP request: route, method, operator check, CORS, then the handler."""
+    endpoint = resolve(route.path)
+    if endpoint is None:
+        return error_response(404, "not_found", f"no endpoint {route.path}")
+    if request.method == "OPTIONS":
+        return preflight(server, request)
+    if request.method not in endpoint.methods:
+        allowed = " or ".join(sorted(endpoint.methods - {"HEAD"}))
+        response = error_response(405, "method_not_allowed", f"use {allowed}")
+    elif endpoint.admin and server.settings.admin_token and not server.gate.is_admin(request, route):
+        response = error_response(401, "unauthorized", "admin token required")
+    else:
+        try:
+            response = await endpoint.handler(server, request, route)
+        except AuthError as exc:
+            response = error_response(exc.status, error_code(exc.status), exc.message)
+    for name, value in cors_headers(server, request).items():
+        response.headers[name] = value
+    return response
+
+
+def error_code(status: int) -> str:
+    """The ``error`` code relay answers a refusal with."""
+    return {401: "unauthorized", 403: "forbidden", 409: "conflict", 429: "rate_limited",
+            503: "unavailable"}.get(status, "refused")
+
+
+def cors_headers(server: RelayServer, request: Request) -> dict[str, str]:
+    """CORS headers for an API response, if the request's Origin is allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return {}
+    allowed = server.settings.allowed_origins
+    if "*" not in allowed and origin.rstrip("/") not in allowed:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
+def preflight(server: RelayServer, request: Request) -> Response:
+    """Answer an ``OPTIONS`` preflight: 204 with CORS headers, or 403 for other origins."""
+    headers = cors_headers(server, request)
+    if not headers:
+        return error_response(403, "origin_not_allowed", "this origin may not call relay")
+    return respond(204, b"", "text/plain", headers)

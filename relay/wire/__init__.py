@@ -1,0 +1,1 @@
+"""websockets adapted to relay: direct delivery to sinks, non-blocking sends, request bodies. The one place that knows websockets internals."""

@@ -6,7 +6,6 @@ from T0 so every comparison is exact.
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from relay.core.deadlines import Limits
+from relay.core.instructions import build_session_update
 from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
 from relay.core.tools import default_toolbox
 from relay.errors import BadInput
@@ -27,7 +28,7 @@ from relay.logs import Ev
 from relay.messages import dialect, twilio
 from relay.messages import frontend as fmsg
 from relay.messages.closecodes import CloseCode
-from relay.messages.jobconfig import build_session_update, parse_job_config
+from relay.messages.jobconfig import parse_job_config
 from relay.providers import heygen as avatars
 from relay.providers import twilio_rest as calls
 from relay.providers.twiml import connect_stream_twiml, stream_url

@@ -7,14 +7,16 @@ import dataclasses
 
 import pytest
 
+from relay.core.instructions import (
+    END_INTERVIEW_TOOL,
+    build_instructions,
+    build_session_update,
+)
 from relay.messages.dialect import session_to_ga
 from relay.messages.jobconfig import (
-    END_INTERVIEW_TOOL,
     GA_VOICES,
     JobConfig,
     JobConfigError,
-    build_instructions,
-    build_session_update,
     jobconfig_summary,
     parse_job_config,
 )

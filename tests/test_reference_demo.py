@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from relay_sim.realtime_server import session_update_error
 
 from tests.conftest import RelayFactory

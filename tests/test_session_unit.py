@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from relay.core.deadlines import Limits
 from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.instructions import build_instructions
 from relay.core.session import (
     EndReason,
     FrontendInfo,
@@ -28,7 +29,7 @@ from relay.core.tools import Effect, ToolOutcome
 from relay.logs import Ev
 from relay.messages import frontend as fmsg
 from relay.messages import twilio
-from relay.messages.jobconfig import JobConfig, build_instructions
+from relay.messages.jobconfig import JobConfig
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 START = twilio.Start(

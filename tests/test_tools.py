@@ -11,6 +11,7 @@ import time
 import orjson
 import pytest
 
+from relay.core.instructions import END_INTERVIEW_TOOL
 from relay.core.tools import (
     END_INTERVIEW,
     INTERVIEW_TIME,
@@ -21,7 +22,6 @@ from relay.core.tools import (
     ToolOutcome,
     default_toolbox,
 )
-from relay.messages.jobconfig import END_INTERVIEW_TOOL
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 

@@ -36,12 +36,13 @@ import orjson
 
 from relay.core.deadlines import Deadlines, Due, Limits
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.instructions import build_session_update
 from relay.core.playback import Playback, b64_decoded_len
 from relay.core.tools import Effect, ToolOutcome
 from relay.logs import Ev, get_logger
 from relay.messages import frontend as fmsg
 from relay.messages import twilio
-from relay.messages.jobconfig import JobConfig, build_session_update, jobconfig_summary
+from relay.messages.jobconfig import JobConfig, jobconfig_summary
 
 
 class State(IntEnum):

@@ -1,0 +1,180 @@
+"""A job configuration -> the interviewer's instructions and the model's ``session.update``.
+
+:func:`build_instructions` writes the interviewer prompt from a
+:class:`~relay.messages.jobconfig.JobConfig`; :func:`build_session_update`
+wraps it in the OpenAI Realtime GA ``session.update`` client event with relay's
+phone settings. Pure: no I/O, no logging, no clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from relay.messages.jobconfig import JobConfig
+
+__all__ = ["END_INTERVIEW_TOOL", "build_instructions", "build_session_update"]
+
+#: Name of the function the model calls to hang up; the prompt tells it to.
+END_INTERVIEW_TOOL: Final = "end_interview"
+
+# Phone audio is G.711 u-law 8 kHz end to end: Twilio sends it and plays it, and the
+# relay never transcodes, so both directions must be audio/pcmu whatever else is asked.
+_PCMU: Final = {"type": "audio/pcmu"}
+
+_GENERIC_PROMPT: Final = (
+    "You are a professional, friendly interviewer running a mock job interview over the "
+    "phone. Greet the candidate first, briefly explain that this is a practice interview, "
+    "and ask what role they are preparing for. Then ask realistic interview questions for "
+    "that role, mixing behavioral and role-specific questions. Ask one question at a time "
+    "and wait for the answer. This is a phone call: keep every turn short and "
+    "conversational, never use lists, markdown or emoji. After a few questions, give brief, "
+    "constructive feedback. "
+)
+
+
+def build_instructions(cfg: JobConfig | None) -> str:
+    """Compose the interviewer's system instructions.
+
+    Args:
+        cfg: The job configuration, or ``None`` for a generic mock interview.
+
+    Returns:
+        ``cfg.instructions`` verbatim when it is set (an explicit override wins over
+        everything); otherwise an interviewer prompt built from the other fields,
+        which always tells the model to greet first and to call the
+        ``end_interview`` tool after saying goodbye.
+    """
+    if cfg is not None and cfg.instructions:
+        return cfg.instructions
+    if cfg is None:
+        return _GENERIC_PROMPT + _closing()
+    role = cfg.role or "the role the candidate is applying for"
+    at_company = f" at {cfg.company}" if cfg.company else ""
+    parts = [
+        f"You are a professional interviewer conducting a mock job interview for {role}"
+        f"{at_company}. Stay in character as the interviewer for the whole call."
+    ]
+    if cfg.candidate_name:
+        parts.append(f"The candidate's name is {cfg.candidate_name}.")
+    if cfg.job_description:
+        # Delimited so the model reads it as material about the job, not as orders.
+        parts.append(
+            "Base your questions on this job description:\n"
+            "<job_description>\n"
+            f"{cfg.job_description}\n"
+            "</job_description>"
+        )
+    if cfg.interview_style:
+        parts.append(f"Interview style: {cfg.interview_style}. Adapt your questions and tone to it.")
+    if cfg.language:
+        parts.append(f"Conduct the whole interview in {cfg.language}.")
+    if cfg.duration_minutes:
+        parts.append(
+            f"The interview should last about {cfg.duration_minutes} minutes; "
+            "start wrapping up when time is nearly over."
+        )
+    greeting = f"Greet {cfg.candidate_name} by name" if cfg.candidate_name else "Greet the candidate"
+    parts.append(
+        f"{greeting} first and introduce the interview in one or two sentences. "
+        "This is a phone call: keep every turn short and conversational, never use lists, "
+        "markdown or emoji. Ask one question at a time and wait for the answer; ask a "
+        "follow-up when an answer is vague. Do not answer your own questions."
+    )
+    return "\n\n".join(parts) + "\n\n" + _closing()
+
+
+def _closing() -> str:
+    return (
+        "When the interview is finished, or whenever the candidate asks to stop, thank them, "
+        f"say goodbye, and then call the {END_INTERVIEW_TOOL} tool to hang up."
+    )
+
+
+def build_session_update(
+    cfg: JobConfig | None,
+    *,
+    tools: list[dict[str, Any]],
+    default_voice: str = "marin",
+    transcription_model: str = "gpt-4o-mini-transcribe",
+    include_voice: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the GA ``session.update`` client event for a job configuration.
+
+    Args:
+        cfg: The job configuration, or ``None`` for the generic interview.
+        tools: GA function-tool definitions (e.g. ``end_interview``); sent as given.
+        default_voice: Voice used when ``cfg`` names none.
+        transcription_model: Model transcribing the caller's audio.
+        include_voice: ``False`` omits ``audio.output.voice`` (also one coming from
+            ``extra``). Pass ``False`` once the model has spoken: the API refuses a
+            voice change after assistant audio exists and fails the whole update.
+        extra: An already GA-shaped partial session (see
+            :func:`relay.messages.dialect.session_to_ga`) deep-merged over the
+            result: objects merge key by key, anything else (lists included)
+            replaces. ``session.type`` stays ``"realtime"`` and both audio formats
+            are forced back to ``audio/pcmu``.
+
+    Returns:
+        A new dict, ``{"type": "session.update", "session": {...}}``; the inputs
+        are not mutated and the result shares no mutable state with them.
+    """
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "output_modalities": ["audio"],
+        "instructions": build_instructions(cfg),
+        "audio": {
+            "input": {
+                "format": dict(_PCMU),
+                "transcription": {"model": transcription_model},
+                "turn_detection": {
+                    "type": "server_vad",
+                    "threshold": 0.5,
+                    "prefix_padding_ms": 300,
+                    "silence_duration_ms": 500,
+                    "create_response": True,
+                    "interrupt_response": True,
+                },
+            },
+            "output": {
+                "format": dict(_PCMU),
+                "voice": (cfg.voice if cfg and cfg.voice else default_voice),
+            },
+        },
+        "tools": _copy(tools),
+        "tool_choice": "auto",
+    }
+    if extra:
+        session = _deep_merge(session, extra)
+    session["type"] = "realtime"
+    audio = session.get("audio")
+    if not isinstance(audio, dict):
+        audio = session["audio"] = {}
+    for direction in ("input", "output"):
+        part = audio.get(direction)
+        if not isinstance(part, dict):
+            part = audio[direction] = {}
+        part["format"] = dict(_PCMU)
+    if not include_voice:
+        audio["output"].pop("voice", None)
+    return {"type": "session.update", "session": session}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = _copy(value)
+    return merged
+
+

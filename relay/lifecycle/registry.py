@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions, State
+from relay.lifecycle.ports import Peer
 from relay.lifecycle.runner import RunnerDeps, SessionRunner
 from relay.logs import Ev, get_logger
 from relay.messages import twilio
-from relay.wire.connection import WireMixin
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
@@ -156,7 +156,7 @@ class Registry:
 
     # -- pairing ---------------------------------------------------------------------
 
-    def attach_frontend(self, route: FrontendRoute, conn: WireMixin) -> tuple[SessionRunner, int]:
+    def attach_frontend(self, route: FrontendRoute, conn: Peer) -> tuple[SessionRunner, int]:
         """Attach a ``/logs`` connection to its session, creating it if needed.
 
         Raises:
@@ -204,7 +204,7 @@ class Registry:
         return runner, fid
 
     def attach_call(self, start: twilio.Start, path_session_id: str | None,
-                    conn: WireMixin) -> SessionRunner:
+                    conn: Peer) -> SessionRunner:
         """Pair a started call with its session (rules in the module docstring).
 
         Raises:

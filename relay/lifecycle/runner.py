@@ -21,21 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from websockets.protocol import State
 
 from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
 from relay.core.session import EndReason, FrontendInfo, Session, append_event
 from relay.core.tools import ToolBox, ToolContext, ToolOutcome
 from relay.errors import BadInput, UpstreamConnectError
+from relay.lifecycle.ports import Peer
 from relay.logs import Ev, get_logger
 from relay.messages import frontend as fmsg
 from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 from relay.messages.dialect import event_to_beta
-from relay.providers.peer import UpstreamPeer
-from relay.wire.connection import WireMixin
 
-ConnectUpstream = Callable[[str], Awaitable[UpstreamPeer]]
+ConnectUpstream = Callable[[str], Awaitable[Peer]]
 #: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
 HangUp = Callable[[str, bool], Awaitable[object]]
 #: Stops a streaming avatar session: provider, avatar session ID.
@@ -61,7 +59,7 @@ class RunnerDeps:
 class FrontendLink:
     """One frontend connection of this session."""
 
-    conn: WireMixin
+    conn: Peer
     info: FrontendInfo
 
 
@@ -78,12 +76,12 @@ class SessionRunner:
         self.deps = deps
         self._forget = forget
         self._loop = asyncio.get_running_loop()
-        self.call: WireMixin | None = None
-        self.upstream: UpstreamPeer | None = None
+        self.call: Peer | None = None
+        self.upstream: Peer | None = None
         self.frontends: dict[int, FrontendLink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_task: asyncio.Task[None] | None = None
-        self._attempt: asyncio.Task[UpstreamPeer] | None = None
+        self._attempt: asyncio.Task[Peer] | None = None
         # Closing handshakes started outside the teardown's own steps; awaited,
         # never cancelled, so a connection is never left half open.
         self._closers: set[asyncio.Task[None]] = set()
@@ -103,7 +101,7 @@ class SessionRunner:
     @property
     def call_open(self) -> bool:
         """Whether the call's stream socket is still open."""
-        return self.call is not None and self.call.protocol.state is not State.CLOSED
+        return self.call is not None and not self.call.closed
 
     @property
     def done(self) -> bool:
@@ -141,7 +139,7 @@ class SessionRunner:
 
         return sink
 
-    def attach_frontend(self, conn: WireMixin, info: FrontendInfo) -> int:
+    def attach_frontend(self, conn: Peer, info: FrontendInfo) -> int:
         """Add a frontend; returns its ID. Its messages now reach the session."""
         fid = next(_fids)
         self.frontends[fid] = FrontendLink(conn, info)
@@ -178,7 +176,7 @@ class SessionRunner:
         if link is not None:
             link.conn.send_now(orjson.dumps(fmsg.error(code, message)))
 
-    def attach_call(self, conn: WireMixin, start: twilio.Start) -> None:
+    def attach_call(self, conn: Peer, start: twilio.Start) -> None:
         """The call's ``start`` arrived and it was paired with this session."""
         self.call = conn
         conn.set_sinks(self._guarded(self._on_call_text))
@@ -238,7 +236,7 @@ class SessionRunner:
         self.session.on_upstream_closed()
         self._flush()
 
-    def _close_orphan(self, attempt: asyncio.Task[UpstreamPeer]) -> None:
+    def _close_orphan(self, attempt: asyncio.Task[Peer]) -> None:
         if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
             task = attempt.result().close_soon(CloseCode.NORMAL, "session ended")
             if task is not None:
@@ -397,19 +395,17 @@ class SessionRunner:
                 self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
                                   error=type(result).__name__)
 
-    async def _close(self, conn: WireMixin | UpstreamPeer, code: int, reason: str) -> None:
+    async def _close(self, conn: Peer, code: int, reason: str) -> None:
         try:
             task = conn.close_soon(code, reason)
         except Exception:
             # One connection failing to close must not keep the others open.
             self._log.warning(Ev.HANDLER_CRASHED, step=f"close {type(conn).__name__}",
                               exc_info=True)
-            transport = getattr(conn, "transport", None)
-            if transport is not None:
-                transport.abort()
+            conn.abort()
             return
         if task is None:
-            task = getattr(conn, "close_task", None)
+            task = conn.close_task
         if task is not None:
             await self._step(f"close {type(conn).__name__}", asyncio.shield(task))
 

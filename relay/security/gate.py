@@ -1,23 +1,23 @@
 """Admission control: every request is checked here before any session state is touched.
 
 In order: the per-IP connection rate limit (429); then, for ``/logs``, the
-browser origin (403), the frontend token (401), the session the token allows
-and who owns it (403), and capacity (409/503); for ``/call``, Twilio's
-signature (403); for the API, the caller's identity (401). A refusal is a
-plain HTTP answer on the handshake, so a refused client never reaches a
-session, a model connection or a log line with its token.
+browser origin (403), the frontend token (401) and the session the token
+allows (403); for ``/call``, Twilio's signature (403); for the API, the
+caller's identity (401). Who owns a session and whether there is room is the
+registry's to say, after the gate. A refusal is a plain HTTP answer on the
+handshake, so a refused client never reaches a session, a model connection or
+a log line with its token.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from websockets.http11 import Request
 
 from relay.config import Settings
-from relay.lifecycle.registry import Registry
 from relay.security.auth import (
     AuthError,
     Principal,
@@ -27,7 +27,6 @@ from relay.security.auth import (
 )
 from relay.security.limits import ConnectionRateLimit
 from relay.security.signatures import StreamTokens, TwilioSignatures
-from relay.transport.routes import CallRoute, HttpRoute, LogsRoute
 from relay.wire.httpbody import form_fields
 
 
@@ -42,9 +41,8 @@ class Caller:
 class Gate:
     """relay's admission checks; one per server."""
 
-    def __init__(self, settings: Settings, registry: Registry, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
         self.settings = settings
-        self.registry = registry
         self.clock = clock
         self.verifier = (
             TokenVerifier(settings.auth_secret, settings.auth_audience)
@@ -81,11 +79,12 @@ class Gate:
         allowed = self.settings.allowed_origins
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
 
-    def admit_frontend(self, request: Request, route: LogsRoute) -> str | None:
+    def admit_frontend(self, request: Request, session_id: str | None,
+                       query: Mapping[str, str]) -> str | None:
         """Check a ``/logs`` handshake; return the user it acts for (None: unknown).
 
         Raises:
-            AuthError: 401/403/409/503 with the reason.
+            AuthError: 401/403 with the reason.
         """
         if not self.origin_ok(request):
             raise AuthError(403, "this origin may not connect")
@@ -94,19 +93,16 @@ class Gate:
             principal = self.verifier.verify(
                 token_from_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))
             )
-            if not principal.may_open(route.session_id):
+            if not principal.may_open(session_id):
                 raise AuthError(403, "the token is for another session")
             user_id = principal.user_id
         else:
-            user_id = route.query.get("userId") or None
-        refusal = self.registry.admission(route.session_id, route.call_sid, user_id)
-        if refusal is not None:
-            raise AuthError(*refusal)
+            user_id = query.get("userId") or None
         return user_id
 
     # -- /call and /twiml ----------------------------------------------------------------
 
-    def admit_call(self, request: Request, route: CallRoute) -> None:
+    def admit_call(self, request: Request) -> None:
         """Check a ``/call`` upgrade's Twilio signature.
 
         Raises:
@@ -137,28 +133,28 @@ class Gate:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def is_admin(self, request: Request, route: HttpRoute) -> bool:
+    def is_admin(self, request: Request, query: Mapping[str, str]) -> bool:
         """Whether the request carries the operator token (``RELAY_ADMIN_TOKEN``)."""
         admin_token = self.settings.admin_token
-        token = _offered_token(request, route)
+        token = _offered_token(request, query)
         return bool(admin_token) and token is not None and hmac.compare_digest(
             token.encode(), admin_token.encode())
 
-    def api_caller(self, request: Request, route: HttpRoute) -> Caller:
+    def api_caller(self, request: Request, query: Mapping[str, str]) -> Caller:
         """Identify an API caller: the admin token, a user token, or (dev mode) ``?userId=``.
 
         Raises:
             AuthError: 401 when auth is on and no valid token was given.
         """
-        if self.is_admin(request, route):
+        if self.is_admin(request, query):
             return Caller(admin=True, user_id=None)
-        token = _offered_token(request, route)
+        token = _offered_token(request, query)
         if self.verifier is not None:
             principal: Principal = self.verifier.verify(token)
             return Caller(admin=False, user_id=principal.user_id)
-        return Caller(admin=False, user_id=route.query.get("userId") or None)
+        return Caller(admin=False, user_id=query.get("userId") or None)
 
 
-def _offered_token(request: Request, route: HttpRoute) -> str | None:
+def _offered_token(request: Request, query: Mapping[str, str]) -> str | None:
     # Beacons cannot set headers, so the query string carries the token there.
-    return bearer_token(request.headers.get("Authorization")) or route.query.get("token")
+    return bearer_token(request.headers.get("Authorization")) or query.get("token")

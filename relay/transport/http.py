@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -27,14 +27,21 @@ from relay.errors import AvatarApiError
 from relay.lifecycle.registry import valid_session_id
 from relay.providers.twiml import connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
-from relay.transport.metrics import CONTENT_TYPE
+from relay.transport.health import health as health_document
+from relay.transport.metrics import CONTENT_TYPE, Metrics
 from relay.transport.routes import HttpRoute
+from relay.transport.state import AppState
 from relay.wire.httpbody import form_fields
 
-if TYPE_CHECKING:
-    from relay.transport.server import RelayServer
+Handler = Callable[["Context", Request, HttpRoute], Awaitable[Response]]
 
-Handler = Callable[["RelayServer", Request, HttpRoute], Awaitable[Response]]
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What an endpoint may use: the server's shared state and its metrics."""
+
+    state: AppState
+    metrics: Metrics
 
 
 def respond(status: int, body: bytes | str, content_type: str,
@@ -64,22 +71,22 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": code, "message": message})
 
 
-async def twiml(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """TwiML that connects the call to ``/call``, carrying the sessionId."""
-    server.gate.admit_webhook(request)
+    ctx.state.gate.admit_webhook(request)
     params = dict(route.query)
     params.update(form_fields(request))
-    public = server.settings.public_url or _public_from_request(request)
+    public = ctx.state.settings.public_url or _public_from_request(request)
     parameters = {}
     session_id = params.get("sessionId")
     if session_id:
         parameters["sessionId"] = session_id
-    if server.gate.signatures is not None:
+    if ctx.state.gate.signatures is not None:
         call_sid = params.get("CallSid")
         if not call_sid:
             return error_response(400, "bad_request", "CallSid is required")
         # Binds the stream to this signed webhook: a replayed upgrade has no token.
-        parameters["streamToken"] = server.gate.stream_tokens.mint(call_sid)
+        parameters["streamToken"] = ctx.state.gate.stream_tokens.mint(call_sid)
     # The session ID goes in the stream's path as well as its parameters: a
     # proxy in front of several relay processes can then route the call to the
     # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
@@ -99,45 +106,45 @@ def _public_from_request(request: Request) -> str:
     return f"{proto}://{host}"
 
 
-async def health(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def health(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Liveness plus counts: sessions, waiting frontends, open connections, ends by reason."""
-    return json_response(200, server.health())
+    return json_response(200, health_document(ctx.state))
 
 
-async def public_url(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def public_url(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """The configured public URL, as the reference demo's web app expects."""
-    return json_response(200, {"publicUrl": server.settings.public_url})
+    return json_response(200, {"publicUrl": ctx.state.settings.public_url})
 
 
-async def tools(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def tools(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """The function schemas the model is offered."""
-    return json_response(200, server.toolbox.schemas)
+    return json_response(200, ctx.state.toolbox.schemas)
 
 
-async def reset(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def reset(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """End every session (operators and tests); guarded by RELAY_ADMIN_TOKEN."""
-    ended = await server.registry.reset_all_sessions()
+    ended = await ctx.state.registry.reset_all_sessions()
     return json_response(200, {"ended": ended})
 
 
-async def stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def stop_all(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """End the caller's sessions (every session for the admin); call it when the app loads."""
-    who = server.gate.api_caller(request, route)
+    who = ctx.state.gate.api_caller(request, route.query)
     if who.admin:
-        return json_response(200, {"stopped": await server.registry.end_all_stopped()})
+        return json_response(200, {"stopped": await ctx.state.registry.end_all_stopped()})
     if who.user_id is None:
         return error_response(401, "unauthorized", "a user (or the admin token) is required")
-    return json_response(200, {"stopped": await server.registry.stop_user(who.user_id)})
+    return json_response(200, {"stopped": await ctx.state.registry.stop_user(who.user_id)})
 
 
-async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def stop_one(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """End one session: the page's ``beforeunload`` beacon."""
     session_id = route.path.split("/")[3]
     if not valid_session_id(session_id):
         return error_response(400, "bad_session_id", "sessionId is not valid")
-    who = server.gate.api_caller(request, route)
+    who = ctx.state.gate.api_caller(request, route.query)
     try:
-        stopped = await server.registry.stop_session(session_id, who.user_id, admin=who.admin)
+        stopped = await ctx.state.registry.stop_session(session_id, who.user_id, admin=who.admin)
     except PermissionError:
         return error_response(403, "forbidden", "that session belongs to another user")
     if not stopped:
@@ -145,27 +152,27 @@ async def stop_one(server: RelayServer, request: Request, route: HttpRoute) -> R
     return json_response(200, {"stopped": True, "sessionId": session_id})
 
 
-async def heygen_stop_all(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def heygen_stop_all(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Stop every live HeyGen streaming session of the account (operators, app start)."""
-    if not server.avatars.configured:
+    if not ctx.state.avatars.configured:
         return error_response(503, "not_configured", "HEYGEN_API_KEY is not set")
     try:
-        stopped = await server.avatars.stop_all()
+        stopped = await ctx.state.avatars.stop_all()
     except AvatarApiError as exc:
         return error_response(502, "heygen_unavailable", f"{exc} ({exc.reason})")
     return json_response(200, {"stopped": stopped})
 
 
-async def sessions(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def sessions(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Live sessions and the last ended ones (the live sessions page); admin token when set."""
     return json_response(200, {
-        "sessions": server.registry.snapshot(),
-        "ended": list(reversed(server.registry.recently_ended)),
-        "health": server.health(),
+        "sessions": ctx.state.registry.snapshot(),
+        "ended": list(reversed(ctx.state.registry.recently_ended)),
+        "health": health_document(ctx.state),
     })
 
 
-async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def dashboard(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
     return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8", {
         "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -175,9 +182,9 @@ async def dashboard(server: RelayServer, request: Request, route: HttpRoute) -> 
 
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
 
-async def metrics(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def metrics(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Prometheus text: sessions, connections, frames, ends by reason, upstream, loop lag."""
-    return respond(200, server.metrics.render(), CONTENT_TYPE)
+    return respond(200, ctx.metrics.render(), CONTENT_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,24 +225,25 @@ def resolve(path: str) -> Endpoint | None:
     return endpoint
 
 
-async def answer(server: RelayServer, request: Request, route: HttpRoute) -> Response:
+async def answer(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Answer a plain HTTP request: route, method, operator check, CORS, then the handler."""
     endpoint = resolve(route.path)
     if endpoint is None:
         return error_response(404, "not_found", f"no endpoint {route.path}")
     if request.method == "OPTIONS":
-        return preflight(server, request)
+        return preflight(ctx.state, request)
     if request.method not in endpoint.methods:
         allowed = " or ".join(sorted(endpoint.methods - {"HEAD"}))
         response = error_response(405, "method_not_allowed", f"use {allowed}")
-    elif endpoint.admin and server.settings.admin_token and not server.gate.is_admin(request, route):
+    elif endpoint.admin and ctx.state.settings.admin_token and not ctx.state.gate.is_admin(
+            request, route.query):
         response = error_response(401, "unauthorized", "admin token required")
     else:
         try:
-            response = await endpoint.handler(server, request, route)
+            response = await endpoint.handler(ctx, request, route)
         except AuthError as exc:
             response = error_response(exc.status, error_code(exc.status), exc.message)
-    for name, value in cors_headers(server, request).items():
+    for name, value in cors_headers(ctx.state, request).items():
         response.headers[name] = value
     return response
 
@@ -246,12 +254,12 @@ def error_code(status: int) -> str:
             503: "unavailable"}.get(status, "refused")
 
 
-def cors_headers(server: RelayServer, request: Request) -> dict[str, str]:
+def cors_headers(state: AppState, request: Request) -> dict[str, str]:
     """CORS headers for an API response, if the request's Origin is allowed."""
     origin = request.headers.get("Origin")
     if origin is None:
         return {}
-    allowed = server.settings.allowed_origins
+    allowed = state.settings.allowed_origins
     if "*" not in allowed and origin.rstrip("/") not in allowed:
         return {}
     return {
@@ -263,9 +271,9 @@ def cors_headers(server: RelayServer, request: Request) -> dict[str, str]:
     }
 
 
-def preflight(server: RelayServer, request: Request) -> Response:
+def preflight(state: AppState, request: Request) -> Response:
     """Answer an ``OPTIONS`` preflight: 204 with CORS headers, or 403 for other origins."""
-    headers = cors_headers(server, request)
+    headers = cors_headers(state, request)
     if not headers:
         return error_response(403, "origin_not_allowed", "this origin may not call relay")
     return respond(204, b"", "text/plain", headers)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from relay.transport.server import RelayServer
+from relay.transport.health import health
+from relay.transport.state import AppState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,13 +25,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class RelayCollector(Collector):
     """Reads the server's state when scraped."""
 
-    def __init__(self, server: RelayServer, metrics: Metrics) -> None:
-        self._server = server
-        self._metrics = metrics
+    def __init__(self, state: AppState) -> None:
+        self._state = state
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        registry = self._server.registry
-        health = self._server.health()
+        registry = self._state.registry
+        doc = health(self._state)
         sessions = GaugeMetricFamily("relay_sessions", "Live sessions by state", labels=["state"])
         states: dict[str, int] = {}
         for runner in registry.sessions.values():
@@ -42,10 +40,10 @@ class RelayCollector(Collector):
             sessions.add_metric([state], count)
         yield sessions
         yield GaugeMetricFamily("relay_waiting_frontends", "Frontends waiting for a call",
-                                value=health["waitingFrontends"])
+                                value=doc["waitingFrontends"])
         connections = GaugeMetricFamily("relay_connections", "Open connections by kind",
                                         labels=["kind"])
-        for kind, count in health["connections"].items():
+        for kind, count in doc["connections"].items():
             connections.add_metric([kind], count)
         yield connections
         frames = CounterMetricFamily("relay_frames", "Audio frames relayed", labels=["direction"])
@@ -60,26 +58,25 @@ class RelayCollector(Collector):
         yield ended
         yield CounterMetricFamily("relay_upstream_connect_failures",
                                   "Model connections that never opened",
-                                  value=self._metrics.upstream_failures)
+                                  value=self._state.counters.upstream_failures)
         yield GaugeMetricFamily("relay_event_loop_lag_seconds",
                                 "How late the last loop-lag probe ran",
-                                value=self._metrics.loop_lag_s)
+                                value=self._state.counters.loop_lag_s)
 
 
 class Metrics:
     """relay's metrics registry, and the loop-lag probe."""
 
-    def __init__(self, server: RelayServer, probe_interval_s: float = 1.0) -> None:
+    def __init__(self, state: AppState, probe_interval_s: float = 1.0) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.upstream_connect_seconds = Histogram(
             "relay_upstream_connect_seconds", "Time to open a model connection (incl. retries)",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
         )
-        self.upstream_failures = 0
-        self.loop_lag_s = 0.0
+        self._state = state
         self._interval = probe_interval_s
         self._probe: asyncio.Task[None] | None = None
-        self.registry.register(RelayCollector(server, self))
+        self.registry.register(RelayCollector(state))
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
@@ -101,4 +98,4 @@ class Metrics:
         while True:
             expected = time.monotonic() + self._interval
             await asyncio.sleep(self._interval)
-            self.loop_lag_s = max(0.0, time.monotonic() - expected)
+            self._state.counters.loop_lag_s = max(0.0, time.monotonic() - expected)

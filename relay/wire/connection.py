@@ -20,19 +20,12 @@ not raise (an exception is logged and the connection closed with 1011).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
-from websockets.protocol import State
-
+from relay.lifecycle.ports import BinarySink, TextSink
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
-
-TextSink = Callable[[str], None]
-BinarySink = Callable[[bytes], None]
+from relay.wire.compat import ClientConnection, Frame, Opcode, ServerConnection, State
 
 _log = get_logger(component="wire")
 
@@ -131,6 +124,16 @@ class WireMixin:
     def is_open(self) -> bool:
         """Whether the connection is open and not being closed by relay."""
         return self.protocol.state is State.OPEN and not self.closing
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is fully closed."""
+        return self.protocol.state is State.CLOSED
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no closing handshake)."""
+        self.transport.abort()
+
 
     def send_now(self, data: bytes | str) -> bool:
         """Send one text frame without waiting; return whether it was written.

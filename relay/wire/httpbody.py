@@ -20,11 +20,9 @@ library's own code, so WebSocket clients see no difference.
 
 This couples relay to websockets internals (``ServerProtocol.parser``,
 ``reader``, ``events``, ``send_response``, ``discard``), which websockets does
-not promise to keep. It was verified against websockets 17.0 to 17.4, and
-importing this module with any other major version fails on purpose; 15.x and
-16.x have no ``Request.method`` and refuse every method except GET in the
-parser. Re-read ``ServerProtocol.parse`` in ``websockets/server.py`` before
-widening the check.
+not promise to keep; :mod:`relay.wire.compat` imports them and checks the
+version once (15.x and 16.x have no ``Request.method`` and refuse every method
+except GET in the parser).
 
 Answers to requests this module refuses (websockets closes the connection after
 any response other than 101; there is no keep-alive):
@@ -53,31 +51,21 @@ from collections.abc import Generator
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-import websockets
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.http11 import Request
-
-_VERIFIED_MAJOR = 17
-_major = int(websockets.__version__.split(".", 1)[0])
-if _major != _VERIFIED_MAJOR:
-    raise ImportError(
-        f"relay.wire.httpbody replaces websockets' HTTP request parser and was verified "
-        f"against websockets >=17,<18 only; websockets {websockets.__version__} is "
-        f"installed. Install websockets 17.x, or re-verify relay/wire/httpbody.py against "
-        f"ServerProtocol.parse in websockets/server.py and widen the check."
-    )
-
-# Imported after the version check: these names do not all exist in other
-# versions, and the check's message is more useful than an ImportError here.
-from websockets.exceptions import (  # noqa: E402
+from relay.wire.compat import (
+    CONNECTING,
     HeaderLineTooLong,
     InvalidMessage,
+    Protocol,
+    Request,
     RequestLineTooLong,
+    Server,
+    ServerConnection,
+    ServerProtocol,
     TooManyHeaders,
+    d,
+    parse_headers,
+    parse_line,
 )
-from websockets.http11 import d, parse_headers, parse_line  # noqa: E402
-from websockets.protocol import CONNECTING, Protocol  # noqa: E402
-from websockets.server import ServerProtocol  # noqa: E402
 
 __all__ = [
     "DEFAULT_MAX_BODY",

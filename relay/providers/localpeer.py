@@ -1,36 +1,18 @@
-"""What the runner needs from a model connection, real or built in.
+"""The built-in local model behind the same interface as a model WebSocket.
 
-:class:`~relay.wire.connection.WireClientConnection` (the OpenAI Realtime WebSocket) and
-:class:`LocalPeer` (the built-in model, in process) both satisfy
-:class:`UpstreamPeer`, so a session never knows which one it talks to.
+:class:`LocalPeer` wraps :class:`~relay.providers.local.LocalModel` (a protocol
+object with no I/O) in the :class:`~relay.lifecycle.ports.Peer` interface, so a
+session never knows whether it talks to OpenAI or to the model in process.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
 
 from relay.logs import Ev, get_logger
+from relay.messages.closecodes import CloseCode
 from relay.providers.local import LocalModel
-from relay.wire.connection import TextSink
-
-
-class UpstreamPeer(Protocol):
-    """A model connection as the runner uses it."""
-
-    closing: bool
-
-    @property
-    def is_open(self) -> bool: ...
-
-    def set_sinks(self, on_text: TextSink, on_binary: Callable[[bytes], None] | None = None) -> None: ...
-
-    def send_now(self, data: bytes | str) -> bool: ...
-
-    def close_soon(self, code: int, reason: str = "") -> asyncio.Task[None] | None: ...
-
-    async def wait_closed(self) -> None: ...
 
 
 class LocalPeer:
@@ -43,7 +25,7 @@ class LocalPeer:
     def __init__(self, model: LocalModel | None = None) -> None:
         self._model = model or LocalModel()
         self._loop = asyncio.get_running_loop()
-        self._sink: TextSink | None = None
+        self._sink: Callable[[str], None] | None = None
         self._closed = asyncio.Event()
         self._pending: list[str] = []
         self._scheduled = False
@@ -55,7 +37,14 @@ class LocalPeer:
     def is_open(self) -> bool:
         return not self.closing and not self._closed.is_set()
 
-    def set_sinks(self, on_text: TextSink, on_binary: Callable[[bytes], None] | None = None) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def abort(self) -> None:
+        self.close_soon(CloseCode.INTERNAL_ERROR, "aborted")
+
+    def set_sinks(self, on_text: Callable[[str], None], on_binary: Callable[[bytes], None] | None = None) -> None:
         self._sink = on_text
         if self._pending:
             self._deliver([])

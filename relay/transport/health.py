@@ -1,0 +1,36 @@
+"""The ``/health`` document: is this relay up, and what does it hold right now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.transport.state import AppState
+
+
+def health(state: AppState) -> dict[str, Any]:
+    """Liveness plus counts: sessions, waiting frontends, open connections, ends by reason."""
+    settings = state.settings
+    counts = state.registry.counts()
+    handlers = state.counters.handlers
+    return {
+        "status": "shutting_down" if state.shutting_down else "ok",
+        "model": "local" if settings.uses_local_model else "openai",
+        "sessions": counts["sessions"],
+        "waitingFrontends": counts["waitingFrontends"],
+        "connections": {
+            # Streams still waiting for their start count as calls too.
+            "call": max(counts["call"], handlers["call"]),
+            "frontend": max(counts["frontend"], handlers["frontend"]),
+            "upstream": counts["upstream"],
+        },
+        "endedByReason": dict(state.registry.ended_by_reason),
+        "resumeGraceS": settings.resume_grace_s,
+        "security": {
+            "auth": state.gate.verifier is not None,
+            "twilioSignatures": state.gate.signatures is not None,
+            "origins": list(settings.allowed_origins),
+            "handshakeTimeoutS": settings.handshake_timeout_s,
+            "connRatePerS": settings.conn_rate_per_s,
+            "connBurst": settings.conn_burst,
+        },
+    }

@@ -1,0 +1,44 @@
+"""The state one relay server shares with its edges, passed in explicitly.
+
+Like uvicorn's ``ServerState``: the HTTP endpoints, ``/health``, ``/metrics``
+and the WebSocket handlers all receive this one object instead of reaching
+through the server. It holds references, not logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relay.config import Settings
+from relay.core.tools import ToolBox
+from relay.lifecycle.registry import Registry
+from relay.providers.heygen import AvatarSessions
+from relay.providers.twilio_rest import CallHangUp
+from relay.security.gate import Gate
+
+
+@dataclass(slots=True)
+class Counters:
+    """Plain integers the server keeps; read at scrape time, never per frame."""
+
+    #: WebSocket handlers running, by kind (a stream waiting for ``start`` counts).
+    handlers: dict[str, int] = field(default_factory=lambda: {"call": 0, "frontend": 0})
+    #: Model connections that never opened.
+    upstream_failures: int = 0
+    #: How late the last event-loop probe ran, in seconds.
+    loop_lag_s: float = 0.0
+
+
+@dataclass(slots=True)
+class AppState:
+    """Everything the edges of one server may use."""
+
+    settings: Settings
+    registry: Registry
+    gate: Gate
+    toolbox: ToolBox
+    calls: CallHangUp
+    avatars: AvatarSessions
+    counters: Counters = field(default_factory=Counters)
+    #: Set once shutdown began: /health says so and new sessions are refused.
+    shutting_down: bool = False

@@ -64,6 +64,7 @@ class Ev:
     BARGE_IN = "✋ Caller interrupted the interviewer"
     TOOL_CALL = "🛠️ Model called a tool"
     TOOL_FAILED = "💥 Tool call failed"
+    TOOL_TIMED_OUT = "⌛ The app did not answer a tool call in time"
     FAREWELL = "👋 Interview ending after the goodbye plays"
 
     FRONTEND_CLOSED = "🔌 Frontend connection closed"

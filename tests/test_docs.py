@@ -34,6 +34,7 @@ from relay.providers import twilio_rest as calls
 from relay.providers.twiml import connect_stream_twiml, stream_url
 from relay.transport import http as httpapi
 from tests.conftest import Relay
+from tests.recording import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -230,7 +231,7 @@ def relay_messages() -> dict[str, list[dict[str, Any]]]:
     now = [100.0]
     limits = Limits(inactivity_warning_s=1, inactivity_timeout_s=500, max_session_s=100,
                     duration_warning_s=5, resume_grace_s=50)
-    session = Session("sid-1", SessionOptions(limits=limits), lambda: now[0])
+    session = Recorder(Session("sid-1", SessionOptions(limits=limits), lambda: now[0]))
     start = twilio.Start(stream_sid="MZ1", call_sid="CA1", account_sid="AC1")
     session.add_frontend(1, FrontendInfo())
     session.on_frontend_message(1, fmsg.parse_message('{"type": "job_config", "config": {"role": "x"}}'))

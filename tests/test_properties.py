@@ -55,6 +55,7 @@ from relay.messages.jobconfig import (
     JobConfigError,
     parse_job_config,
 )
+from tests.recording import Recorder
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 ACCOUNT = "AC00000000000000000000000000000001"
@@ -779,7 +780,7 @@ class SessionMachine(RuleBasedStateMachine):
                model_opens: bool) -> None:
         # Most runs start configured, with frontends, a call and an open model, so their
         # steps are spent on a live session rather than on reaching one.
-        self.session = session = Session(SID, options, self.clock, claimable=claimable)
+        self.session = session = Recorder(Session(SID, options, self.clock, claimable=claimable))
         for name in ("call", "upstream", "frontend", "commands"):
             setattr(session.effects, name, _Journal(name, self.order))
         for fid in fids:
@@ -1076,7 +1077,7 @@ OTHER_START = twilio.Start(stream_sid="MZ00000000000000000000000000000002",
 
 def live_session(fids: tuple[int, ...] = (1,)) -> Session:
     """A LIVE session with frontends ``fids`` and its effects so far cleared."""
-    session = Session(SID, SessionOptions(greet_first=False), FakeClock())
+    session = Recorder(Session(SID, SessionOptions(greet_first=False), FakeClock()))
     for fid in fids:
         session.add_frontend(fid, FrontendInfo())
     session.on_call_started(twilio.Start(stream_sid=STREAM, call_sid=CALL, account_sid=ACCOUNT))
@@ -1144,7 +1145,7 @@ def test_bug_refused_call_start_still_attaches_the_call(reach: str) -> None:
     if reach == "live":
         session = live_session()
     else:
-        session = Session(SID, SessionOptions(), FakeClock())
+        session = Recorder(Session(SID, SessionOptions(), FakeClock()))
         session.end(EndReason.RESET)
     before = session.call
     with pytest.raises(AssertionError, match="session state cannot go from"):
@@ -1154,7 +1155,7 @@ def test_bug_refused_call_start_still_attaches_the_call(reach: str) -> None:
 
 def test_bug_upstream_failure_after_end_is_told_after_ended() -> None:
     """Once the ended message is queued, a late model failure tells frontends nothing more."""
-    session = Session(SID, SessionOptions(), FakeClock())
+    session = Recorder(Session(SID, SessionOptions(), FakeClock()))
     session.add_frontend(1, FrontendInfo())
     session.on_call_started(twilio.Start(stream_sid=STREAM, call_sid=CALL, account_sid=ACCOUNT))
     session.on_call_message(twilio.Stop(CALL))
@@ -1201,7 +1202,7 @@ def test_bug_frontend_tool_with_unhashable_name_crashes_the_session_update(when:
         session = live_session()
         session.on_frontend_message(1, message)
     else:
-        session = Session(SID, SessionOptions(tools=(END_TOOL,), greet_first=False), FakeClock())
+        session = Recorder(Session(SID, SessionOptions(tools=(END_TOOL,), greet_first=False), FakeClock()))
         session.add_frontend(1, FrontendInfo())
         session.on_frontend_message(1, message)
         session.on_call_started(twilio.Start(stream_sid=STREAM, call_sid=CALL, account_sid=ACCOUNT))

@@ -53,7 +53,7 @@ async def test_resume_buffer_is_bounded(make_relay: RelayFactory) -> None:
         await upstream.transcript_done(f"item_{i}", f"line {i}")
     await upstream.response_done()  # a marker that everything above was sent
     session = relay.server.registry.sessions[sid].session
-    await wait_until(lambda: session._missed and session._missed[-1].type == "response.done")
+    await wait_until(lambda: len(session.replay) and session.replay._missed[-1].type == "response.done")
     again = await relay.frontend(f"/logs/{sid}")
     resumed = await again.wait_for("session.resumed")
     assert resumed["missed"] == 5 and resumed["dropped"] == 8

@@ -30,6 +30,7 @@ from relay.logs import Ev
 from relay.messages import frontend as fmsg
 from relay.messages import twilio
 from relay.messages.jobconfig import JobConfig
+from tests.recording import Recorder
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 START = twilio.Start(
@@ -63,7 +64,7 @@ def make_session(
     limits = {k: options.pop(k) for k in ("resume_grace_s", "farewell_timeout_s") if k in options}
     if limits:
         options["limits"] = Limits(**limits)
-    return Session(SID, SessionOptions(**options), clock, claimable=claimable), clock
+    return Recorder(Session(SID, SessionOptions(**options), clock, claimable=claimable)), clock
 
 
 def live_session(
@@ -490,7 +491,7 @@ def test_session_update_overrides_are_deep_merged() -> None:
         session.on_frontend_message(1, fmsg.SessionUpdateMessage(
             {"audio": {"output": {"speed": 1.1}}}, ()))
     assert events(logs, Ev.JOB_CONFIG_RECEIVED)[0]["dropped"] == ["temperature"]
-    assert session.overrides == {
+    assert session.config.overrides == {
         "instructions": "Be terse.", "audio": {"output": {"voice": "cedar", "speed": 1.1}}}
     session.on_call_started(START)
     session.effects.clear()
@@ -805,6 +806,8 @@ def test_function_call_becomes_run_tool_command() -> None:
 def test_plain_tool_result_answers_and_asks_for_response() -> None:
     """A tool without effect: function_call_output to the model, then response.create."""
     session, _ = live_session()
+    function_call(session, "call_1", "get_interview_time")
+    session.effects.clear()
     session.on_tool_result("call_1", ToolOutcome({"elapsed_seconds": 65}))
     sent = upstream(session)
     assert sent == [

@@ -26,6 +26,8 @@ class Due(Enum):
     MAX_DURATION = "max_duration"
     GRACE = "grace"
     FAREWELL = "farewell"
+    #: A tool call a frontend owns went unanswered too long.
+    TOOL = "tool"
 
 
 _ENDS = frozenset({Due.INACTIVITY, Due.MAX_DURATION, Due.GRACE, Due.FAREWELL})
@@ -41,6 +43,7 @@ class Limits:
     duration_warning_s: float = 120.0
     resume_grace_s: float = 30.0
     farewell_timeout_s: float = 15.0
+    frontend_tool_timeout_s: float = 30.0
 
 
 class Deadlines:
@@ -51,6 +54,7 @@ class Deadlines:
         "_farewell_at",
         "_grace_at",
         "_inactivity_warned",
+        "_tool_at",
         "last_activity",
         "limits",
         "started_at",
@@ -65,6 +69,7 @@ class Deadlines:
         self.version = 0
         self._grace_at: float | None = None
         self._farewell_at: float | None = None
+        self._tool_at: float | None = None
         self._inactivity_warned = False
         self._duration_warned = False
 
@@ -86,6 +91,16 @@ class Deadlines:
     @farewell_at.setter
     def farewell_at(self, at: float | None) -> None:
         self._farewell_at = at
+        self.version += 1
+
+    @property
+    def tool_at(self) -> float | None:
+        """When the oldest unanswered frontend tool call times out, if there is one."""
+        return self._tool_at
+
+    @tool_at.setter
+    def tool_at(self, at: float | None) -> None:
+        self._tool_at = at
         self.version += 1
 
     @property
@@ -125,6 +140,8 @@ class Deadlines:
             out.append((self.grace_at, Due.GRACE))
         if self.farewell_at is not None:
             out.append((self.farewell_at, Due.FAREWELL))
+        if self._tool_at is not None:
+            out.append((self._tool_at, Due.TOOL))
         return out
 
     def next(self) -> float:
@@ -149,6 +166,8 @@ class Deadlines:
                 self.grace_at = None
             elif due is Due.FAREWELL:
                 self.farewell_at = None
+            elif due is Due.TOOL:
+                self._tool_at = None
             result.append(due)
         if result:
             self.version += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from relay.core.merge import merge_session
 from relay.messages.jobconfig import JobConfig
 
 __all__ = ["END_INTERVIEW_TOOL", "build_instructions", "build_session_update"]
@@ -110,9 +111,9 @@ def build_session_update(
             ``extra``). Pass ``False`` once the model has spoken: the API refuses a
             voice change after assistant audio exists and fails the whole update.
         extra: An already GA-shaped partial session (see
-            :func:`relay.messages.dialect.session_to_ga`) deep-merged over the
-            result: objects merge key by key, anything else (lists included)
-            replaces. ``session.type`` stays ``"realtime"`` and both audio formats
+            :func:`relay.messages.dialect.session_to_ga`) laid over the result
+            with :func:`~relay.core.merge.merge_session` (objects merge key by
+            key unless their ``type`` changes; anything else replaces). ``session.type`` stays ``"realtime"`` and both audio formats
             are forced back to ``audio/pcmu``.
 
     Returns:
@@ -141,11 +142,11 @@ def build_session_update(
                 "voice": (cfg.voice if cfg and cfg.voice else default_voice),
             },
         },
-        "tools": _copy(tools),
+        "tools": [merge_session({}, tool) for tool in tools],
         "tool_choice": "auto",
     }
     if extra:
-        session = _deep_merge(session, extra)
+        session = merge_session(session, extra)
     session["type"] = "realtime"
     audio = session.get("audio")
     if not isinstance(audio, dict):
@@ -158,23 +159,3 @@ def build_session_update(
     if not include_voice:
         audio["output"].pop("voice", None)
     return {"type": "session.update", "session": session}
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = _copy(value)
-    return merged
-
-

@@ -1,10 +1,14 @@
 """Carries out one session's decisions: sockets, tasks and timers.
 
-The :class:`~relay.core.session.Session` decides; a :class:`SessionRunner` feeds it
-what arrives on the call, the model connection, frontends and its timer, then
-performs the :class:`~relay.core.effects.Effects` it produced. It owns every task
-of the session (model connection, tool calls, teardown) and cancels or awaits
-each one; when the teardown finishes nothing of the session is left running.
+The :class:`~relay.core.session.Session` decides; a :class:`SessionRunner`
+feeds it what arrives on the call, the model connection, frontends and its
+timer, and performs the :class:`~relay.core.effects.Effects` each input hands
+back. Every input goes through one door, :meth:`SessionRunner._enter`, which
+is also the session's crash boundary: an exception there (or in any task of
+the session) is logged once with its traceback and ends this session alone
+with ``internal_error``. It owns every task of the session (model connection,
+tool calls, teardown) and cancels or awaits each one; when the teardown
+finishes nothing of the session is left running.
 
 The per-frame path is kept lean: once the model is live, a caller's media
 frame goes from the Twilio socket's data callback to the model socket's
@@ -16,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import orjson
 
-from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
-from relay.core.session import EndReason, FrontendInfo, Session, append_event
+from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.session import EndReason, FrontendInfo, Session, State, append_event
 from relay.core.tools import ToolBox, ToolContext, ToolOutcome
 from relay.errors import BadInput, UpstreamConnectError
 from relay.lifecycle.ports import Peer
@@ -32,6 +36,7 @@ from relay.messages import frontend as fmsg
 from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 from relay.messages.dialect import event_to_beta
+from relay.messages.realtime import AUDIO_DELTA
 
 ConnectUpstream = Callable[[str], Awaitable[Peer]]
 #: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
@@ -39,7 +44,7 @@ HangUp = Callable[[str, bool], Awaitable[object]]
 #: Stops a streaming avatar session: provider, avatar session ID.
 StopAvatar = Callable[[str, str], Awaitable[object]]
 
-_AUDIO_DELTA = "response.output_audio.delta"
+P = ParamSpec("P")
 _fids = itertools.count(1)
 
 
@@ -80,7 +85,6 @@ class SessionRunner:
         self.upstream: Peer | None = None
         self.frontends: dict[int, FrontendLink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._upstream_task: asyncio.Task[None] | None = None
         self._attempt: asyncio.Task[Peer] | None = None
         # Closing handshakes started outside the teardown's own steps; awaited,
         # never cancelled, so a connection is never left half open.
@@ -90,6 +94,7 @@ class SessionRunner:
         self._timer_at: float | None = None
         self._timer_version: int | None = None
         self._media_direct = False
+        self._crashed = False
         self._done = asyncio.Event()
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
@@ -112,42 +117,68 @@ class SessionRunner:
         """Wait until the session has been torn down and forgotten."""
         await self._done.wait()
 
+    # -- the one door ------------------------------------------------------------------
+
+    def _enter(self, method: Callable[Concatenate[Any, P], Effects] | Callable[P, Effects],
+               *args: Any) -> None:
+        """Feed the session one input and perform what it hands back; the crash boundary."""
+        try:
+            self._perform(method(*args))
+        except Exception:
+            self._crash(getattr(method, "__name__", "input"))
+
+    def _crash(self, where: str) -> None:
+        if self._crashed:
+            return
+        self._crashed = True
+        self._log.error(Ev.HANDLER_CRASHED, where=where, exc_info=True)
+        try:
+            self._perform(self.session.end(EndReason.INTERNAL_ERROR))
+        except Exception:
+            # Even ending failed: tear down without the session's help, so the
+            # frontends are still told, the call still hung up.
+            self._log.error(Ev.HANDLER_CRASHED, where="end after crash", exc_info=True)
+            self._send_frontends(None, fmsg.call_status_changed(
+                self.id, "ended", self.session.stream_sid, EndReason.INTERNAL_ERROR.value))
+            self._start_teardown(EndReason.INTERNAL_ERROR.value)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """A task of this session: tracked, and a crash in it ends the session."""
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                exc = done.exception()
+                try:
+                    raise exc  # type: ignore[misc]
+                except Exception:
+                    self._crash(what)
+
+        task.add_done_callback(finished)
+        return task
+
     # -- inputs from the registry and handlers -------------------------------------
 
     def end(self, reason: EndReason) -> None:
         """End the session (idempotent); :meth:`wait_done` waits for the teardown."""
-        self.session.end(reason)
-        self._flush()
+        self._enter(self.session.end, reason)
 
     def check_timers(self) -> bool:
         """Act on passed deadlines now (the registry's sweep). Returns True if it ended."""
         was_ended = self.session.ended
-        self.session.on_timer()
-        self._flush()
+        self._enter(self.session.on_timer)
         return self.session.ended and not was_ended
-
-    def _guarded(self, handler: Callable[..., None]) -> Callable[..., None]:
-        """Wrap a sink: a bug in relay ends this session (internal_error), nothing else."""
-
-        def sink(*args: Any) -> None:
-            try:
-                handler(*args)
-            except Exception:
-                self._log.error(Ev.HANDLER_CRASHED, where=handler.__name__, exc_info=True)
-                self.session.effects.clear()
-                self.end(EndReason.INTERNAL_ERROR)
-
-        return sink
 
     def attach_frontend(self, conn: Peer, info: FrontendInfo) -> int:
         """Add a frontend; returns its ID. Its messages now reach the session."""
         fid = next(_fids)
         self.frontends[fid] = FrontendLink(conn, info)
-        on_text, on_binary = self._guarded(self._on_frontend_text), self._guarded(
-            self._on_frontend_binary)
-        conn.set_sinks(lambda text: on_text(fid, text), lambda data: on_binary(fid, data))
-        self.session.add_frontend(fid, info)
-        self._flush()
+        conn.set_sinks(lambda text: self._on_frontend_text(fid, text),
+                       lambda data: self._refuse_frontend(
+                           fid, "binary_not_accepted", "send JSON text frames, not binary"))
+        self._enter(self.session.add_frontend, fid, info)
         return fid
 
     def detach_frontend(self, fid: int) -> None:
@@ -155,8 +186,7 @@ class SessionRunner:
         if self.frontends.pop(fid, None) is None:
             return
         self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
-        self.session.remove_frontend(fid)
-        self._flush()
+        self._enter(self.session.remove_frontend, fid)
 
     def _on_frontend_text(self, fid: int, text: str) -> None:
         try:
@@ -164,11 +194,10 @@ class SessionRunner:
         except BadInput as exc:
             self._refuse_frontend(fid, exc.code, exc.message)
             return
-        self.session.on_frontend_message(fid, msg)
-        self._flush()
-
-    def _on_frontend_binary(self, fid: int, data: bytes) -> None:
-        self._refuse_frontend(fid, "binary_not_accepted", "send JSON text frames, not binary")
+        except Exception:
+            self._crash("parse frontend message")
+            return
+        self._enter(self.session.on_frontend_message, fid, msg)
 
     def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
         self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid, code=code)
@@ -179,9 +208,8 @@ class SessionRunner:
     def attach_call(self, conn: Peer, start: twilio.Start) -> None:
         """The call's ``start`` arrived and it was paired with this session."""
         self.call = conn
-        conn.set_sinks(self._guarded(self._on_call_text))
-        self.session.on_call_started(start)
-        self._flush()
+        conn.set_sinks(self._on_call_text)
+        self._enter(self.session.on_call_started, start)
 
     def _on_call_text(self, text: str) -> None:
         payload = twilio.media_payload(text)
@@ -190,8 +218,7 @@ class SessionRunner:
             if self._media_direct:
                 self.upstream.send_now(append_event(payload))  # type: ignore[union-attr]
             else:
-                self.session.on_call_media(payload)
-                self._flush()
+                self._enter(self.session.on_call_media, payload)
             return
         try:
             msg = twilio.parse_message(text)
@@ -200,13 +227,14 @@ class SessionRunner:
             # one bad frame would hurt the user more than dropping it.
             self._log.warning(Ev.BAD_INPUT, source="call", code=exc.code)
             return
-        self.session.on_call_message(msg)
-        self._flush()
+        except Exception:
+            self._crash("parse call message")
+            return
+        self._enter(self.session.on_call_message, msg)
 
     def call_closed(self) -> None:
         """The Twilio stream socket closed."""
-        self.session.on_call_closed()
-        self._flush()
+        self._enter(self.session.on_call_closed)
 
     # -- the model ---------------------------------------------------------------
 
@@ -215,8 +243,7 @@ class SessionRunner:
         try:
             peer = await attempt
         except UpstreamConnectError as exc:
-            self.session.on_upstream_failed(str(exc))
-            self._flush()
+            self._enter(self.session.on_upstream_failed, str(exc))
             return
         except asyncio.CancelledError:
             self._close_orphan(attempt)
@@ -227,14 +254,12 @@ class SessionRunner:
             self._close_orphan(attempt)
             return
         self.upstream = peer
-        peer.set_sinks(self._guarded(self._on_upstream_text))
-        self.session.on_upstream_open()
-        self._flush()
+        peer.set_sinks(self._on_upstream_text)
+        self._enter(self.session.on_upstream_open)
         await peer.wait_closed()
         if not self.session.ended:
             self._log.info(Ev.UPSTREAM_CLOSED)
-        self.session.on_upstream_closed()
-        self._flush()
+        self._enter(self.session.on_upstream_closed)
 
     def _close_orphan(self, attempt: asyncio.Task[Peer]) -> None:
         if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
@@ -243,8 +268,7 @@ class SessionRunner:
                 self._closers.add(task)
 
     def _on_upstream_text(self, text: str) -> None:
-        self.session.on_upstream_text(text)
-        self._flush()
+        self._enter(self.session.on_upstream_text, text)
 
     async def _run_tool(self, cmd: RunTool) -> None:
         ctx = ToolContext(self.id, self.session.call_started_at or self.session.created_at)
@@ -253,14 +277,11 @@ class SessionRunner:
         except Exception:
             self._log.error(Ev.TOOL_FAILED, tool=cmd.name, exc_info=True)
             outcome = ToolOutcome({"error": "the tool failed"})
-        self.session.on_tool_result(cmd.call_id, outcome)
-        self._flush()
+        self._enter(self.session.on_tool_result, cmd.call_id, outcome)
 
     # -- effects -------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        session = self.session
-        effects = session.effects
+    def _perform(self, effects: Effects) -> None:
         if effects:
             if effects.call and self.call is not None:
                 for data in effects.call:
@@ -270,19 +291,22 @@ class SessionRunner:
                     self.upstream.send_now(data)
             for target, message in effects.frontend:
                 self._send_frontends(target, message)
-            commands = list(effects.commands)
-            effects.clear()
-            for cmd in commands:
+            for cmd in effects.commands:
                 match cmd:
                     case OpenUpstream():
-                        self._upstream_task = self._track(self._loop.create_task(self._run_upstream()))
+                        self._spawn(self._run_upstream(), "model connection")
                     case RunTool():
-                        self._track(self._loop.create_task(self._run_tool(cmd)))
+                        self._spawn(self._run_tool(cmd), "tool call")
                     case Teardown(reason):
-                        if self._teardown_task is None:
-                            self._teardown_task = self._loop.create_task(self._teardown(reason))
-        self._media_direct = session.model_ready and self.upstream is not None and self.upstream.is_open
+                        self._start_teardown(reason)
+        upstream = self.upstream
+        self._media_direct = (self.session.model_ready and upstream is not None
+                              and upstream.is_open)
         self._rearm_timer()
+
+    def _start_teardown(self, reason: str) -> None:
+        if self._teardown_task is None:
+            self._teardown_task = self._loop.create_task(self._teardown(reason))
 
     def _send_frontends(self, target: int | None, message: dict[str, Any] | ModelEvent) -> None:
         links = self.frontends.values() if target is None else (
@@ -296,7 +320,7 @@ class SessionRunner:
         beta: bytes | None = None
         for link in links:
             info = link.info
-            if message.type == _AUDIO_DELTA and not info.wants_audio:
+            if message.type == AUDIO_DELTA and not info.wants_audio:
                 continue
             if info.dialect == "beta":
                 if beta is None:
@@ -309,7 +333,7 @@ class SessionRunner:
                 link.conn.send_now(message.text)
 
     def _rearm_timer(self) -> None:
-        # Called after every flush, audio frames included: look at the
+        # Called after every input, audio frames included: look at the
         # deadlines only when they may have moved.
         version = -1 if self.session.ended else self.session.deadlines.version
         if version == self._timer_version:
@@ -329,20 +353,14 @@ class SessionRunner:
         self._timer = None
         self._timer_at = None
         self._timer_version = None  # re-arm even if nothing was due yet
-        self.session.on_timer()
-        self._flush()
-
-    def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        self._enter(self.session.on_timer)
 
     # -- teardown ------------------------------------------------------------------
 
     async def _teardown(self, reason: str) -> None:
         """End the phone call and avatars, close the model, the call and frontends, forget.
 
-        The ``ended`` message already went out with the flush that started
+        The ``ended`` message already went out with the input that started
         this. Each step is guarded and bounded: one close that fails or hangs
         never stops the others.
         """
@@ -356,6 +374,7 @@ class SessionRunner:
             code = {
                 "shutdown": CloseCode.GOING_AWAY,
                 "superseded": CloseCode.SUPERSEDED,
+                "internal_error": CloseCode.INTERNAL_ERROR,
             }.get(reason, CloseCode.NORMAL)
             closes = [self._close(link.conn, code, reason) for link in self.frontends.values()]
             if self.call is not None:
@@ -371,7 +390,8 @@ class SessionRunner:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._closers:
                 await self._step("close orphans", asyncio.gather(*self._closers, return_exceptions=True))
-            self.session.mark_ended()
+            if self.session.state is not State.ENDED:  # a crash may have ended it already
+                self.session.mark_ended()
             self._forget(self)
             self._log.info(Ev.SESSION_FORGOTTEN, reason=reason)
             self._done.set()

@@ -1,0 +1,147 @@
+"""The model's server events that relay acts on, typed; everything else is forwarded as is.
+
+The OpenAI Realtime API (GA) sends JSON events with a string ``type``. relay
+forwards every well-formed event to the session's frontends and acts on a
+handful of them; :func:`parse_event` turns one event's text into the decoded
+object and a small typed value, so the session dispatches with ``match`` and
+``assert_never`` instead of comparing strings. An event whose ``type`` is not
+a string is malformed (:class:`~relay.errors.MalformedMessage`): relay neither
+acts on it nor forwards it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from relay.errors import MalformedMessage
+
+AUDIO_DELTA = "response.output_audio.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """A chunk of the model's audio (base64 μ-law) for one output item."""
+
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    """The model finished one item's audio."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Server VAD heard the caller start speaking."""
+
+    item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    """The model started a response."""
+
+    response_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """The model finished (or cancelled) a response."""
+
+    response_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """The model called a function (``response.output_item.done`` with a function_call item)."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """The model applied a ``session.update``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelError:
+    """The model refused something; ``event_id`` names the client event it refused, if any."""
+
+    code: str | None
+    message: str
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Other:
+    """Any other event: forwarded to frontends, not acted on."""
+
+    type: str
+
+
+RealtimeEvent = (
+    AudioDelta | AudioDone | SpeechStarted | ResponseCreated | ResponseDone | FunctionCall
+    | SessionUpdated | ModelError | Other
+)
+
+
+def parse_event(text: str) -> tuple[dict[str, Any], RealtimeEvent]:
+    """Decode one server event and classify it.
+
+    Raises:
+        MalformedMessage: not a JSON object, or its ``type`` is not a string.
+    """
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise MalformedMessage("model event is not valid JSON") from None
+    if not isinstance(event, dict):
+        raise MalformedMessage("model event is not a JSON object")
+    kind = event.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise MalformedMessage("model event has no string type")
+    return event, classify(kind, event)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def classify(kind: str, event: dict[str, Any]) -> RealtimeEvent:
+    """The typed value of one decoded event (never raises)."""
+    if kind == AUDIO_DELTA:
+        item_id, delta = _str(event.get("item_id")), _str(event.get("delta"))
+        return AudioDelta(item_id, delta) if item_id is not None and delta is not None else Other(kind)
+    if kind == "response.output_audio.done":
+        item_id = _str(event.get("item_id"))
+        return AudioDone(item_id) if item_id is not None else Other(kind)
+    if kind == "input_audio_buffer.speech_started":
+        return SpeechStarted(_str(event.get("item_id")))
+    if kind in ("response.created", "response.done"):
+        response = event.get("response")
+        rid = _str(response.get("id")) if isinstance(response, dict) else None
+        return ResponseCreated(rid) if kind == "response.created" else ResponseDone(rid)
+    if kind == "response.output_item.done":
+        item = event.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call":
+            call_id, name = _str(item.get("call_id")), _str(item.get("name"))
+            if call_id is not None and name is not None:
+                return FunctionCall(call_id, name, _str(item.get("arguments")) or "{}")
+        return Other(kind)
+    if kind == "session.updated":
+        return SessionUpdated()
+    if kind == "error":
+        detail = event.get("error")
+        if not isinstance(detail, dict):
+            detail = {}
+        return ModelError(_str(detail.get("code")), str(detail.get("message") or "")[:300],
+                          _str(detail.get("event_id")))
+    return Other(kind)

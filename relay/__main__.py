@@ -7,7 +7,8 @@ import signal
 import sys
 from collections.abc import Callable
 
-from relay.config import Settings, SettingsError
+from relay.config import Settings
+from relay.errors import SettingsError
 from relay.logs import configure_logging, get_logger
 from relay.transport.server import RelayServer
 

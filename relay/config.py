@@ -11,11 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from relay.errors import SettingsError
+
 DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value relay cannot use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +131,9 @@ class Settings:
     max_send_buffer: int = 1 << 20
     #: Trust X-Forwarded-For for the client address (behind your own proxy only).
     trust_proxy: bool = False
+    #: The bare-/logs pairing rules (oldest waiting frontend, unwatched call)
+    #: are for a single-tenant app: ``auto`` turns them off when frontend auth is on.
+    bare_pairing: str = "auto"
 
     @property
     def verifies_twilio(self) -> bool:
@@ -146,6 +147,13 @@ class Settings:
     call_start_timeout_s: float = 10.0
     #: Deadline for closing connections during a teardown.
     close_timeout_s: float = 2.0
+
+    @property
+    def bare_pairing_on(self) -> bool:
+        """Whether a bare /logs pairs with calls that named no session."""
+        if self.bare_pairing == "auto":
+            return not self.auth_secret
+        return self.bare_pairing == "on"
 
     @property
     def uses_local_model(self) -> bool:
@@ -245,6 +253,7 @@ class Settings:
             handshake_timeout_s=reader.positive("RELAY_HANDSHAKE_TIMEOUT_S", d.handshake_timeout_s),
             max_send_buffer=reader.int("RELAY_MAX_SEND_BUFFER", d.max_send_buffer),
             trust_proxy=reader.bool("RELAY_TRUST_PROXY", d.trust_proxy),
+            bare_pairing=reader.choice("RELAY_BARE_PAIRING", "auto", ("auto", "on", "off")),
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),

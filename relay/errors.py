@@ -3,16 +3,25 @@
 ::
 
     RelayError
-    ├── BadInput              input a peer sent that relay refuses (has a code)
-    │   ├── MalformedMessage  not JSON, not an object, wrong field types, binary
-    │   ├── UnknownMessage    a message type relay does not accept on that path
-    │   └── WrongOrder        a valid message at the wrong time (media before start)
-    ├── UpstreamError         the model side failed
-    │   └── UpstreamConnectError  no Realtime session could be opened
-    └── AvatarApiError        HeyGen could not be asked, or answered nonsense
+    ├── BadInput                input a peer sent that relay refuses (has a code)
+    │   ├── MalformedMessage    not JSON, not an object, wrong field types, too deep, binary
+    │   └── UnknownMessage      a message type relay does not accept on that path
+    ├── Refused                 a request or connection relay will not serve
+    │   ├── AuthError           no valid credentials, or not allowed (has an HTTP status)
+    │   ├── Forbidden           the thing named belongs to someone else (403)
+    │   ├── BadPath             a WebSocket path relay does not serve (404)
+    │   └── PairingRefused      a connection cannot join the session it names (has a close code)
+    ├── ConfigError             a configuration relay cannot use
+    │   ├── SettingsError       an environment variable (also a ValueError)
+    │   └── JobConfigError      a browser's job configuration (also a ValueError)
+    ├── UpstreamError           the model side failed
+    │   └── UpstreamConnectError    no Realtime session could be opened
+    └── AvatarApiError          HeyGen could not be asked, or answered nonsense
 
 Every :class:`BadInput` becomes an ``error`` message to a browser, or a close
-code for Twilio (which accepts nothing but media, mark and clear).
+code for Twilio (which accepts nothing but media, mark and clear). Every
+:class:`Refused` becomes an HTTP status on the handshake or a close code.
+Messages are safe to show: they never carry a secret or a user's text.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ class BadInput(RelayError):
 
 
 class MalformedMessage(BadInput):
-    """Not JSON, not an object, missing or mistyped fields, or a binary frame."""
+    """Not JSON, not an object, too deep, missing or mistyped fields, or a binary frame."""
 
     code = "malformed_message"
 
@@ -51,10 +60,65 @@ class UnknownMessage(BadInput):
     code = "unknown_message_type"
 
 
-class WrongOrder(BadInput):
-    """A valid message that is not allowed in the session's current state."""
+class Refused(RelayError):
+    """A request or connection relay will not serve."""
 
-    code = "wrong_order"
+
+class AuthError(Refused):
+    """A request relay refuses to serve.
+
+    Attributes:
+        status: the HTTP status to answer (401 unauthenticated, 403 forbidden, …).
+        message: why, safe to show (never the token).
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Forbidden(Refused):
+    """The session (or other thing) named belongs to another user."""
+
+    status = 403
+
+
+class BadPath(Refused, ValueError):
+    """A WebSocket path relay does not serve."""
+
+    status = 404
+
+
+class PairingRefused(Refused):
+    """A connection cannot join the session it names.
+
+    Attributes:
+        code: the WebSocket close code to refuse it with.
+        ended_reason: set when the session already ended: the frontend is told
+            why (``call.status_changed: ended``) before the close.
+    """
+
+    def __init__(self, message: str, code: int, ended_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.ended_reason = ended_reason
+
+
+class ConfigError(RelayError):
+    """A configuration relay cannot use."""
+
+
+class SettingsError(ConfigError, ValueError):
+    """An environment variable has a value relay cannot use."""
+
+
+class JobConfigError(ConfigError, ValueError):
+    """A job configuration was refused.
+
+    The message is written for the person who filled in the form: it names the
+    offending field and never echoes its (possibly long) value.
+    """
 
 
 class UpstreamError(RelayError):

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from relay.config import DEFAULT_OPENAI_REALTIME_URL, Settings, SettingsError
+from relay.config import DEFAULT_OPENAI_REALTIME_URL, Settings
+from relay.errors import SettingsError
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -66,6 +67,7 @@ FULL_ENV = {
     "RELAY_HANDSHAKE_TIMEOUT_S": "2",
     "RELAY_MAX_SEND_BUFFER": "65536",
     "RELAY_TRUST_PROXY": "1",
+    "RELAY_BARE_PAIRING": "on",
     "RELAY_EVENT_LOOP": "asyncio",
 }
 
@@ -160,6 +162,7 @@ def test_every_variable_is_read() -> None:
         handshake_timeout_s=2.0,
         max_send_buffer=65536,
         trust_proxy=True,
+        bare_pairing="on",
     )
     assert not settings.uses_local_model
 

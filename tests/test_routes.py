@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.transport.routes import BadPath, CallRoute, HttpRoute, LogsRoute, parse_route
+from relay.errors import BadPath
+from relay.transport.routes import CallRoute, HttpRoute, LogsRoute, parse_route
 
 SID = "3f2c9a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
 

@@ -110,6 +110,8 @@ class FrontendInfo:
 
     dialect: str = "ga"  # or "beta"
     wants_audio: bool = False
+    #: Connected to a bare ``/logs`` (no session ID, no call SID).
+    bare: bool = False
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")

@@ -96,6 +96,8 @@ class SessionRunner:
         self._media_direct = False
         self._crashed = False
         self._done = asyncio.Event()
+        #: Called when the last frontend of a session with a call has left.
+        self.on_frontends_left: Callable[[SessionRunner], None] | None = None
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
 
@@ -187,6 +189,9 @@ class SessionRunner:
             return
         self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         self._enter(self.session.remove_frontend, fid)
+        if (not self.frontends and self.session.call is not None and not self.session.ended
+                and self.on_frontends_left is not None):
+            self.on_frontends_left(self)
 
     def _on_frontend_text(self, fid: int, text: str) -> None:
         try:

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from relay.errors import MalformedMessage, UnknownMessage
+from relay.errors import JobConfigError, MalformedMessage, UnknownMessage
 from relay.messages.dialect import session_to_ga
-from relay.messages.jobconfig import JobConfig, JobConfigError, parse_job_config
+from relay.messages.jobconfig import JobConfig, parse_job_config
 
 
 class FrontendType(StrEnum):

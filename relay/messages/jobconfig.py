@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from relay.errors import JobConfigError
+
 __all__ = [
     "GA_VOICES",
     "JobConfig",
@@ -60,14 +62,6 @@ _CAPS: Final[dict[str, int]] = {
     "candidate_name": _SHORT_TEXT_CAP,
     "language": _SHORT_TEXT_CAP,
 }
-
-
-class JobConfigError(ValueError):
-    """A job configuration was refused.
-
-    The message is written for the person who filled in the form: it names the
-    offending field and never echoes its (possibly long) value.
-    """
 
 
 @dataclass(frozen=True, slots=True)

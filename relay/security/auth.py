@@ -18,26 +18,12 @@ from typing import Any
 
 import jwt
 
-from relay.errors import RelayError
+from relay.errors import AuthError
 
 SUBPROTOCOL = "relay.v1"
 ALGORITHM = "HS256"
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32 bytes).
 MIN_SECRET_BYTES = 32
-
-
-class AuthError(RelayError):
-    """A request relay refuses to serve.
-
-    Attributes:
-        status: the HTTP status to answer (401 unauthenticated, 403 forbidden).
-        message: why, safe to show (never the token).
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

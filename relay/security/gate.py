@@ -26,7 +26,7 @@ from relay.security.auth import (
     token_from_subprotocols,
 )
 from relay.security.limits import ConnectionRateLimit
-from relay.security.signatures import StreamTokens, TwilioSignatures
+from relay.security.signatures import TwilioSignatures
 from relay.wire.httpbody import form_fields
 
 
@@ -52,7 +52,6 @@ class Gate:
             TwilioSignatures(settings.twilio_auth_token, settings.public_url)
             if settings.verifies_twilio else None
         )
-        self.stream_tokens = StreamTokens(settings.stream_token_ttl_s, clock)
         self.rate = ConnectionRateLimit(settings.conn_rate_per_s, settings.conn_burst)
 
     # -- every request -------------------------------------------------------------
@@ -80,25 +79,24 @@ class Gate:
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
 
     def admit_frontend(self, request: Request, session_id: str | None,
-                       query: Mapping[str, str]) -> str | None:
-        """Check a ``/logs`` handshake; return the user it acts for (None: unknown).
+                       query: Mapping[str, str]) -> tuple[str | None, bool]:
+        """Check a ``/logs`` handshake: the user it acts for (None: unknown), and
+        whether its token's ``sid`` names exactly ``session_id``.
 
         Raises:
             AuthError: 401/403 with the reason.
         """
         if not self.origin_ok(request):
             raise AuthError(403, "this origin may not connect")
-        user_id: str | None
         if self.verifier is not None:
             principal = self.verifier.verify(
                 token_from_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))
             )
             if not principal.may_open(session_id):
                 raise AuthError(403, "the token is for another session")
-            user_id = principal.user_id
-        else:
-            user_id = query.get("userId") or None
-        return user_id
+            return principal.user_id, principal.session_id is not None and (
+                principal.session_id == session_id)
+        return query.get("userId") or None, False
 
     # -- /call and /twiml ----------------------------------------------------------------
 
@@ -126,10 +124,6 @@ class Gate:
         )
         if not ok:
             raise AuthError(403, "invalid Twilio signature")
-
-    def stream_token_ok(self, token: str | None, call_sid: str) -> bool:
-        """Spend a stream's one-time token (always true when signatures are off)."""
-        return self.signatures is None or self.stream_tokens.consume(token, call_sid)
 
     # -- the API ---------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ the gate and the registry and either refused with an HTTP status or marked
 
 from __future__ import annotations
 
-from relay.lifecycle.registry import valid_session_id
+from relay.errors import AuthError, BadPath
+from relay.lifecycle.pairing import FrontendRoute, valid_session_id
 from relay.logs import Ev, get_logger
-from relay.security.auth import AuthError
 from relay.transport import http
-from relay.transport.routes import BadPath, HttpRoute, LogsRoute, parse_route
+from relay.transport.routes import HttpRoute, LogsRoute, parse_route
 from relay.transport.sockets import Admitted, RelayConnection
 from relay.wire.compat import Request, Response
 
@@ -42,13 +42,14 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
     if route.session_id is not None and not valid_session_id(route.session_id):
         return http.error_response(400, "bad_session_id", "sessionId is not valid")
     conn.max_send_buffer = state.settings.max_send_buffer
-    user_id = None
+    user_id, named = None, False
     try:
         if isinstance(route, LogsRoute):
             if route.dialect not in (None, "ga", "beta"):
                 return http.error_response(400, "bad_dialect", "dialect must be ga or beta")
-            user_id = gate.admit_frontend(request, route.session_id, route.query)
-            refusal = state.registry.admission(route.session_id, route.call_sid, user_id)
+            user_id, named = gate.admit_frontend(request, route.session_id, route.query)
+            refusal = await state.registry.admission(FrontendRoute(
+                route.session_id, route.call_sid, user_id=user_id, token_names_session=named))
             if refusal is not None:
                 raise AuthError(*refusal)
             conn.protocol.max_message_size = state.settings.max_frontend_message
@@ -60,5 +61,5 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
         _log.warning(Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,
                      reason=exc.message, client=client)
         return http.error_response(exc.status, http.error_code(exc.status), exc.message)
-    conn.admitted = Admitted(route, user_id, client)
+    conn.admitted = Admitted(route, user_id, client, named)
     return None

@@ -23,7 +23,7 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from relay.errors import AvatarApiError
+from relay.errors import AvatarApiError, Forbidden
 from relay.lifecycle.registry import valid_session_id
 from relay.providers.twiml import connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
@@ -86,7 +86,8 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
         if not call_sid:
             return error_response(400, "bad_request", "CallSid is required")
         # Binds the stream to this signed webhook: a replayed upgrade has no token.
-        parameters["streamToken"] = ctx.state.gate.stream_tokens.mint(call_sid)
+        parameters["streamToken"] = await ctx.state.registry.directory.mint_stream_token(
+            call_sid, session_id or None)
     # The session ID goes in the stream's path as well as its parameters: a
     # proxy in front of several relay processes can then route the call to the
     # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
@@ -145,7 +146,7 @@ async def stop_one(ctx: Context, request: Request, route: HttpRoute) -> Response
     who = ctx.state.gate.api_caller(request, route.query)
     try:
         stopped = await ctx.state.registry.stop_session(session_id, who.user_id, admin=who.admin)
-    except PermissionError:
+    except Forbidden:
         return error_response(403, "forbidden", "that session belongs to another user")
     if not stopped:
         return error_response(404, "not_found", "no such live session")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from relay.errors import BadPath
+
 
 @dataclass(frozen=True, slots=True)
 class CallRoute:
@@ -38,10 +40,6 @@ class HttpRoute:
 
 
 Route = CallRoute | LogsRoute | HttpRoute
-
-
-class BadPath(ValueError):
-    """A WebSocket path relay does not serve."""
 
 
 def parse_route(raw_path: str) -> Route:

@@ -21,6 +21,7 @@ from relay.core.deadlines import Limits
 from relay.core.session import EndReason, SessionOptions
 from relay.core.tools import ToolBox, default_toolbox
 from relay.errors import UpstreamConnectError
+from relay.lifecycle.memory import MemoryDirectory
 from relay.lifecycle.ports import Peer
 from relay.lifecycle.registry import Capacity, Registry
 from relay.lifecycle.runner import RunnerDeps
@@ -92,7 +93,11 @@ class RelayServer:
         )
         self.state = AppState(
             settings=settings,
-            registry=Registry(session_options(settings, toolbox), deps, limits=capacity),
+            registry=Registry(
+                session_options(settings, toolbox), deps, limits=capacity,
+                directory=MemoryDirectory(f"{settings.host}:{settings.port}",
+                                          stream_token_ttl_s=settings.stream_token_ttl_s),
+                auth=bool(settings.auth_secret), bare_pairing=settings.bare_pairing_on),
             gate=Gate(settings, time.monotonic),
             toolbox=toolbox,
             calls=calls,

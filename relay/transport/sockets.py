@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from relay.core.session import FrontendInfo
-from relay.errors import BadInput
-from relay.lifecycle.registry import FrontendRoute, PairingRefused
+from relay.errors import BadInput, PairingRefused
+from relay.lifecycle.pairing import FrontendRoute
 from relay.logs import Ev, get_logger
 from relay.messages import frontend, twilio
 from relay.messages.closecodes import CloseCode
@@ -35,6 +35,8 @@ class Admitted:
     user_id: str | None = None
     #: The client's address, as the gate saw it.
     client: str = "unknown"
+    #: The frontend's token names exactly the session it asked for.
+    token_names_session: bool = False
 
 
 class RelayConnection(WireMixin, BodyReadingConnection):
@@ -63,22 +65,25 @@ async def handle(state: AppState, conn: RelayConnection) -> None:
     if isinstance(admitted.route, CallRoute):
         await _handle_call(state, conn, admitted.route)
     else:
-        await _handle_frontend(state, conn, admitted.route, admitted.user_id)
+        await _handle_frontend(state, conn, admitted.route, admitted)
     if conn.close_task is not None:
         await conn.close_task
 
 
 async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRoute,
-                           user_id: str | None) -> None:
+                           admitted: Admitted) -> None:
     log = _log.bind(sessionId=route.session_id, callSid=route.call_sid)
     log.info(Ev.FRONTEND_SETUP)
+    bare = route.session_id is None and route.call_sid is None
     info = FrontendInfo(
         dialect=route.dialect or state.settings.frontend_dialect,
         wants_audio=route.wants_audio,
+        bare=bare,
     )
     try:
-        runner, fid = state.registry.attach_frontend(
-            FrontendRoute(route.session_id, route.call_sid, info, user_id=user_id), conn
+        runner, fid = await state.registry.attach_frontend(
+            FrontendRoute(route.session_id, route.call_sid, info, user_id=admitted.user_id,
+                          token_names_session=admitted.token_names_session), conn
         )
     except PairingRefused as exc:
         log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
@@ -97,16 +102,23 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         log.info(Ev.FRONTEND_CLOSED, sessionId=runner.id, code=conn.close_code)
 
 
+#: Frames a call may send after ``start`` while it is being paired (20 ms each).
+_MAX_EARLY_FRAMES = 250
+
+
 async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute) -> None:
     log = _log.bind(sessionId=route.session_id)
     log.info(Ev.CALL_CONNECTED)
     loop = asyncio.get_running_loop()
-    paired: asyncio.Future[Any] = loop.create_future()
+    started: asyncio.Future[twilio.Start | None] = loop.create_future()
+    early: list[str] = []
 
     def before_start(text: str) -> None:
-        # Pairing happens right here, inside the data callback, so no media
-        # frame can slip in between `start` and the session's sink.
-        if paired.done():
+        if started.done():
+            # Frames that came in the same read as `start`, kept in order for
+            # the session; reading is paused until it is paired.
+            if len(early) < _MAX_EARLY_FRAMES:
+                early.append(text)
             return
         try:
             msg = twilio.parse_message(text)
@@ -114,45 +126,58 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
                 return
             if not isinstance(msg, twilio.Start):
                 raise BadInput(f"{type(msg).__name__.lower()} before start", code="wrong_order")
-            if not state.gate.stream_token_ok(msg.custom_parameters.get("streamToken"),
-                                              msg.call_sid):
-                # A replayed or forged stream: refused before any model session.
-                raise BadInput("missing, reused or expired stream token", code="bad_stream_token")
-            runner = state.registry.attach_call(msg, route.session_id, conn)
         except BadInput as exc:
             log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
             conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
-            paired.set_result(None)
+            started.set_result(None)
             return
-        except PairingRefused as exc:
-            log.warning(Ev.CALL_REFUSED, code=exc.code, detail=str(exc))
-            conn.close_soon(exc.code, str(exc))
-            paired.set_result(None)
-            return
-        log.info(Ev.CALL_STARTED, sessionId=runner.id, callSid=msg.call_sid,
-                 streamSid=msg.stream_sid)
-        paired.set_result(runner)
+        conn.pause_reading()
+        started.set_result(msg)
 
     conn.set_sinks(before_start)
     handlers = state.counters.handlers
     handlers["call"] += 1
     runner = None
+    closed = loop.create_task(conn.wait_closed())
     try:
-        closed = loop.create_task(conn.wait_closed())
-        try:
-            done, _ = await asyncio.wait(
-                {paired, closed}, timeout=state.settings.call_start_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not done:
-                log.warning(Ev.CALL_REFUSED, code="start_timeout")
-                conn.close_soon(CloseCode.START_TIMEOUT, "no start message in time")
-            runner = paired.result() if paired.done() else None
-            await closed
-        finally:
-            closed.cancel()
+        done, _ = await asyncio.wait({started, closed}, timeout=state.settings.call_start_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            log.warning(Ev.CALL_REFUSED, code="start_timeout")
+            conn.close_soon(CloseCode.START_TIMEOUT, "no start message in time")
+        start = started.result() if started.done() else None
+        if start is not None and not closed.done():
+            runner = await _pair_call(state, conn, route, start, log)
+            if runner is not None:
+                conn.redeliver(early)
+                conn.resume_reading()
+        await closed
     finally:
+        closed.cancel()
         handlers["call"] -= 1
         if runner is not None:
             runner.call_closed()
         log.info(Ev.CALL_CLOSED, code=conn.close_code)
+
+
+async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
+                     start: twilio.Start, log: Any) -> Any:
+    named = route.session_id or start.custom_parameters.get("sessionId") or None
+    try:
+        if state.gate.signatures is not None and not await state.registry.directory.spend_stream_token(
+                start.custom_parameters.get("streamToken"), start.call_sid, named):
+            # A replayed or forged stream: refused before any model session.
+            raise BadInput("missing, reused, expired or mismatched stream token",
+                           code="bad_stream_token")
+        runner = await state.registry.attach_call(start, route.session_id, conn)
+    except BadInput as exc:
+        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+        conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
+        return None
+    except PairingRefused as exc:
+        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=str(exc))
+        conn.close_soon(exc.code, str(exc))
+        return None
+    log.info(Ev.CALL_STARTED, sessionId=runner.id, callSid=start.call_sid,
+             streamSid=start.stream_sid)
+    return runner

@@ -120,6 +120,22 @@ class WireMixin:
             _log.error(Ev.HANDLER_CRASHED, where="binary sink", exc_info=True)
             self.close_soon(CloseCode.INTERNAL_ERROR, "internal error")
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until :meth:`resume_reading` (pairing a call)."""
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`."""
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def redeliver(self, texts: list[str]) -> None:
+        """Hand ``texts`` (kept while the sinks changed) to the current text sink, in order."""
+        for text in texts:
+            if self.closing:
+                return
+            self._deliver_text(text.encode())
+
     @property
     def is_open(self) -> bool:
         """Whether the connection is open and not being closed by relay."""

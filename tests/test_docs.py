@@ -29,9 +29,9 @@ from relay.messages import dialect, twilio
 from relay.messages import frontend as fmsg
 from relay.messages.closecodes import CloseCode
 from relay.messages.jobconfig import parse_job_config
+from relay.messages.twiml import connect_stream_twiml, stream_url
 from relay.providers import heygen as avatars
 from relay.providers import twilio_rest as calls
-from relay.providers.twiml import connect_stream_twiml, stream_url
 from relay.transport import http as httpapi
 from tests.conftest import Relay
 from tests.recording import Recorder

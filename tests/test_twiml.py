@@ -1,4 +1,4 @@
-"""Tests for relay.providers.twiml: the stream URL and the <Connect><Stream> document."""
+"""Tests for relay.messages.twiml: the stream URL and the <Connect><Stream> document."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from relay.providers.twiml import (
+from relay.messages.twiml import (
     MAX_PARAMETERS_LENGTH,
     connect_stream_twiml,
     stream_url,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from relay.providers.twiml import stream_url
+from relay.messages.twiml import stream_url
 
 
 class TwilioSignatures:

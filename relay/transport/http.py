@@ -25,7 +25,7 @@ from websockets.http11 import Request, Response
 
 from relay.errors import AvatarApiError, Forbidden
 from relay.lifecycle.registry import valid_session_id
-from relay.providers.twiml import connect_stream_twiml, stream_url
+from relay.messages.twiml import connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
 from relay.transport.health import health as health_document
 from relay.transport.metrics import CONTENT_TYPE, Metrics

@@ -20,12 +20,15 @@ not raise (an exception is logged and the connection closed with 1011).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from relay.lifecycle.ports import BinarySink, TextSink
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
 from relay.wire.compat import ClientConnection, Frame, Opcode, ServerConnection, State
+
+TextSink = Callable[[str], None]
+BinarySink = Callable[[bytes], None]
 
 _log = get_logger(component="wire")
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real relay on 127.0.0.1 port 0, a fake Realtime model, peers.
 
 Every test that starts a relay also checks, after it stops, that nothing was
-left behind: no session, no open connection, no task.
+left behind (no session, no open connection, no task) and that every event it
+sent the fake model is a GA client event by the ``openai`` package's types.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from relay_sim.twilio_call import SimulatedCall
 
 from relay.config import Settings
 from relay.transport.server import RelayServer
+from tests.ga_types import check_client_event
 from tests.timing import WAIT, t
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -160,6 +162,10 @@ async def make_relay(model: RealtimeServer, twilio_api: FakeTwilioApi,
         assert not any(health["connections"].values()), health
     await model.stop()
     await _no_tasks_left()
+    # Everything relay said to the model is a GA client event the real API accepts.
+    for connection in model.connections:
+        for event in connection.received:
+            check_client_event(event)
 
 
 @pytest.fixture

@@ -1,11 +1,17 @@
-"""A test driver for a Session: keeps every effect its inputs hand back, in order."""
+"""A test driver for a Session: keeps every effect its inputs hand back, in order.
+
+Each event bound for the model is checked against the ``openai`` package's GA types.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from relay.core.effects import Effects
 from relay.core.session import Session
+from tests.ga_types import check_client_event
 
 #: The Session methods that are inputs (each hands back Effects).
 INPUTS = frozenset({
@@ -37,6 +43,8 @@ class Recorder:
             for data in fx.call:
                 self.effects.call.append(data)
             for data in fx.upstream:
+                # Every event a session decides to send the model is a GA client event.
+                check_client_event(orjson.loads(data))
                 self.effects.upstream.append(data)
             for item in fx.frontend:
                 self.effects.frontend.append(item)

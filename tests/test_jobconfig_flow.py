@@ -102,7 +102,6 @@ async def test_reference_demo_session_update_is_translated(relay: Relay) -> None
         "turn_detection": {"type": "server_vad", "silence_duration_ms": 650},
         "modalities": ["text", "audio"],
         "input_audio_format": "pcm16",
-        "temperature": 0.8,
     }})
     await fe.wait_for("job_config.ack", lambda m: m["status"] == "queued")
     call = await relay.call(f"/call/{sid}")
@@ -115,7 +114,7 @@ async def test_reference_demo_session_update_is_translated(relay: Relay) -> None
     assert session["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 650
     assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}  # phone audio wins
     assert session["output_modalities"] == ["audio"]
-    for beta_field in ("voice", "modalities", "input_audio_format", "temperature",
+    for beta_field in ("voice", "modalities", "input_audio_format",
                        "turn_detection", "input_audio_transcription"):
         assert beta_field not in session
     await fe.wait_for("job_config.ack", lambda m: m["status"] == "applied")

@@ -98,14 +98,14 @@ async def test_without_credentials_the_risk_is_logged(make_relay: RelayFactory) 
 
 async def test_avatar_is_stopped_at_teardown(relay: Relay) -> None:
     """An attached HeyGen avatar session is stopped when the interview ends."""
-    relay.heygen.add_session("avatar-123")
+    relay.heygen.add_session("5a0f4c3e-9d2b-4e61-8f7a-1c2d3e4f5a60")
     relay.heygen.add_session("someone-elses")
     sid, fe, call, upstream = await live(relay)
     await fe.send_json({"type": "avatar.attach", "provider": "heygen",
-                        "avatarSessionId": "avatar-123"})
+                        "avatarSessionId": "5a0f4c3e-9d2b-4e61-8f7a-1c2d3e4f5a60"})
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
-    assert relay.heygen.stopped == ["avatar-123"]
+    assert relay.heygen.stopped == ["5a0f4c3e-9d2b-4e61-8f7a-1c2d3e4f5a60"]
     assert "someone-elses" in relay.heygen.live
 
 

@@ -36,12 +36,12 @@ async def test_debug_logs_hold_no_secrets(model: RealtimeServer, twilio_api: Fak
     jwt_token = mint_token(AUTH_SECRET, "alice")
     caller_audio = bytes(range(40, 200))  # 160 bytes, distinctive
     model_audio = bytes(range(200, 255)) * 16
-    heygen_api.add_session("avatar-xyz")
+    heygen_api.add_session("0e7d2c1b-3a4f-4b5c-9d6e-7f8091a2b3c4")
     try:
         fe = await SimulatedFrontend.connect(url, f"/logs/{sid}", subprotocols=["relay.v1", jwt_token])
         await fe.send_json({"type": "job_config", "config": {"role": "Chef"}})
         await fe.send_json({"type": "avatar.attach", "provider": "heygen",
-                            "avatarSessionId": "avatar-xyz"})
+                            "avatarSessionId": "0e7d2c1b-3a4f-4b5c-9d6e-7f8091a2b3c4"})
         await fe.send_raw("{broken json with " + API_KEY)  # bad input echoes nothing secret
         await fe.wait_for("error")
         call = await SimulatedCall.connect(url, f"/call/{sid}")

@@ -29,7 +29,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
         RELAY_TWILIO_SIGNATURES="off",
     )
     url = f"ws://127.0.0.1:{port}"
-    heygen_api.add_session("avatar-1")
+    heygen_api.add_session("d4c3b2a1-1234-4abc-8def-0123456789ab")
     frontends, calls = [], []
     try:
         for _ in range(3):
@@ -42,7 +42,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
             frontends.append(fe)
             calls.append(call)
         await frontends[0].send_json({"type": "avatar.attach", "provider": "heygen",
-                                      "avatarSessionId": "avatar-1"})
+                                      "avatarSessionId": "d4c3b2a1-1234-4abc-8def-0123456789ab"})
         await frontends[0].send_json({"type": "activity"})
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -60,7 +60,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
         assert loop.time() - started < 5
         for call in calls:
             assert twilio_api.hangups(call.call_sid) == 1
-        assert heygen_api.stopped == ["avatar-1"]
+        assert heygen_api.stopped == ["d4c3b2a1-1234-4abc-8def-0123456789ab"]
         assert all(conn.closed.is_set() for conn in model.connections)
     finally:
         if proc.returncode is None:

@@ -19,6 +19,11 @@ from relay.core.instructions import build_session_update
 from relay.core.merge import merge_session
 from relay.messages.jobconfig import JobConfig
 
+#: The largest the merged overrides of one session may grow (serialised):
+#: every field is capped, and so is their sum, so no frontend can make relay
+#: hold (or send the model) more than this.
+MAX_OVERRIDES_BYTES = 64 * 1024
+
 
 class Configuration:
     """The configuration state of one session."""
@@ -59,9 +64,17 @@ class Configuration:
         """A new job configuration replaces the last one."""
         self.job_config = config
 
-    def merge_overrides(self, session: dict[str, Any]) -> None:
-        """Lay a frontend's GA partial session over the overrides so far."""
-        self.overrides = merge_session(self.overrides, session)
+    def merge_overrides(self, session: dict[str, Any]) -> bool:
+        """Lay a frontend's vetted GA partial session over the overrides so far.
+
+        Returns False, changing nothing, if the result would pass
+        :data:`MAX_OVERRIDES_BYTES`.
+        """
+        merged = merge_session(self.overrides, session)
+        if len(orjson.dumps(merged)) > MAX_OVERRIDES_BYTES:
+            return False
+        self.overrides = merged
+        return True
 
     def queue_ack(self, fid: int) -> None:
         """Acknowledge ``fid`` once the first update reaches the model."""

@@ -43,7 +43,7 @@ from typing import Any, Concatenate, ParamSpec, assert_never
 
 import orjson
 
-from relay.core.configuration import Configuration
+from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration
 from relay.core.deadlines import Deadlines, Due, Limits
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
 from relay.core.playback import Playback, b64_decoded_len
@@ -343,11 +343,15 @@ class Session:
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, **jobconfig_summary(config))
                 self.config.set_job(config)
                 self._configure(fid)
-            case fmsg.SessionUpdateMessage(session, dropped):
+            case fmsg.SessionUpdateMessage(session):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, via="session.update",
-                               dropped=list(dropped))
-                self.config.merge_overrides(session)
-                self._configure(fid)
+                               fields=sorted(session))
+                if self.config.merge_overrides(session):
+                    self._configure(fid)
+                else:
+                    self._to_frontends(fmsg.error(
+                        "config_too_large", "the configuration would grow past "
+                        f"{MAX_OVERRIDES_BYTES // 1024} KiB; nothing of this update was kept"), fid)
             case fmsg.Activity():
                 pass
             case fmsg.AvatarAttach(provider, avatar_id):

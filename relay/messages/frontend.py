@@ -16,8 +16,10 @@ from typing import Any
 import orjson
 
 from relay.errors import JobConfigError, MalformedMessage, UnknownMessage
+from relay.messages.depth import MAX_FRONTEND_DEPTH, depth_exceeds
 from relay.messages.dialect import session_to_ga
 from relay.messages.jobconfig import JobConfig, parse_job_config
+from relay.messages.overrides import vet_session
 
 
 class FrontendType(StrEnum):
@@ -42,10 +44,9 @@ class JobConfigMessage:
 
 @dataclass(frozen=True, slots=True)
 class SessionUpdateMessage:
-    """The reference demo's configuration, already translated to GA fields."""
+    """The reference demo's configuration, translated to GA and vetted (:mod:`relay.messages.overrides`)."""
 
     session: dict[str, Any]
-    dropped: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ FrontendMessage = (
 
 _MAX_TEXT = 8000
 _AVATAR_PROVIDERS = frozenset({"heygen"})
-_AVATAR_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
+# HeyGen streaming session IDs are UUIDs (streaming.new's data.session_id).
+_AVATAR_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _ITEM_ROLES = frozenset({"user", "system"})
 
 
@@ -96,6 +98,8 @@ def parse_message(text: str) -> FrontendMessage:
         raise MalformedMessage("message is not valid JSON") from None
     if not isinstance(msg, dict):
         raise MalformedMessage("message is not a JSON object")
+    if depth_exceeds(msg, MAX_FRONTEND_DEPTH):
+        raise MalformedMessage(f"message is nested more than {MAX_FRONTEND_DEPTH} levels deep")
     raw_type = msg.get("type")
     try:
         kind = FrontendType(raw_type)
@@ -112,8 +116,7 @@ def parse_message(text: str) -> FrontendMessage:
             session = msg.get("session")
             if not isinstance(session, dict):
                 raise MalformedMessage("session.update needs a session object")
-            ga, dropped = session_to_ga(session)
-            return SessionUpdateMessage(ga, tuple(dropped))
+            return SessionUpdateMessage(vet_session(*session_to_ga(session)))
         case FrontendType.ACTIVITY:
             return Activity()
         case FrontendType.SESSION_END:
@@ -129,7 +132,7 @@ def parse_message(text: str) -> FrontendMessage:
             if not isinstance(provider, str) or provider not in _AVATAR_PROVIDERS:
                 raise MalformedMessage("avatar.attach needs provider \"heygen\"")
             if not isinstance(avatar_id, str) or not _AVATAR_ID.match(avatar_id):
-                raise MalformedMessage("avatar.attach needs a valid avatarSessionId")
+                raise MalformedMessage("avatar.attach needs a HeyGen session ID (a UUID) as avatarSessionId")
             return AvatarAttach(provider, avatar_id)
 
 

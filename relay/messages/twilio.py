@@ -21,6 +21,7 @@ from typing import assert_never
 import orjson
 
 from relay.errors import MalformedMessage, UnknownMessage
+from relay.messages.depth import MAX_TWILIO_DEPTH, depth_exceeds
 
 
 class TwilioEvent(StrEnum):
@@ -101,6 +102,9 @@ def parse_message(text: str) -> TwilioMessage:
         raise MalformedMessage("message is not valid JSON") from None
     if not isinstance(msg, dict):
         raise MalformedMessage("message is not a JSON object")
+    if depth_exceeds(msg, MAX_TWILIO_DEPTH):
+        # Twilio never nests this deep; str() of such a value would recurse.
+        raise MalformedMessage(f"message is nested more than {MAX_TWILIO_DEPTH} levels deep")
     raw_event = msg.get("event")
     try:
         event = TwilioEvent(raw_event)

@@ -539,11 +539,12 @@ def test_call_status_changed_ended_shape() -> None:
 
 
 def test_error_shape() -> None:
-    """error carries a code and a message."""
+    """error carries a code, a message and source relay (the model's own errors say source model)."""
     assert fmsg.error("malformed_message", "message is not valid JSON") == {
         "type": "error",
         "code": "malformed_message",
         "message": "message is not valid JSON",
+        "source": "relay",
     }
 
 
@@ -551,4 +552,5 @@ def test_error_from_a_refusal_round_trips_as_json() -> None:
     """A refusal's code and message make an error that serialises as JSON."""
     exc = refused("nope")
     out = orjson.loads(orjson.dumps(fmsg.error(exc.code, exc.message)))
-    assert out == {"type": "error", "code": "malformed_message", "message": exc.message}
+    assert out == {"type": "error", "code": "malformed_message", "message": exc.message,
+                   "source": "relay"}

@@ -697,6 +697,34 @@ def test_unparseable_model_event_logged_and_dropped(text: str) -> None:
     assert events(logs, Ev.BAD_INPUT)[0]["source"] == "model"
 
 
+@pytest.mark.parametrize("kind", [5, None, ["error"], {"a": 1}, "", True])
+def test_model_events_with_a_malformed_type_are_dropped_and_logged_once(kind: Any) -> None:
+    """Events whose type is a number, null, a list, … never reach frontends; one log line per session."""
+    session, _ = live_session()
+    with capture_logs() as logs:
+        for _ in range(3):
+            session.on_upstream_text(orjson.dumps({"type": kind, "error": {"message": "x"}}).decode())
+    assert not session.effects
+    assert len(events(logs, Ev.BAD_INPUT)) == 1
+    assert session.malformed_model_events == 3
+    with capture_logs() as logs:
+        session.end(EndReason.CALLER_HUNG_UP)
+    assert events(logs, Ev.SESSION_ENDING)[0]["malformedModelEvents"] == 3
+
+
+def test_model_errors_reach_frontends_marked_as_the_models() -> None:
+    """The model's error events are forwarded with source model; relay's own errors say source relay."""
+    session, _ = live_session()
+    error = {"type": "error", "event_id": "event_1",
+             "error": {"type": "invalid_request_error", "code": "response_cancel_not_active",
+                       "message": "No active response.", "param": None, "event_id": None}}
+    model(session, "error", **{k: v for k, v in error.items() if k != "type"})
+    [(_, forwarded)] = session.effects.frontend
+    assert isinstance(forwarded, ModelEvent)
+    assert orjson.loads(forwarded.text) == forwarded.event == {**error, "source": "model"}
+    assert fmsg.error("wrong_order", "x")["source"] == "relay"
+
+
 def test_audio_done_sends_final_mark() -> None:
     """response.output_audio.done sends a final mark, even right after an interval mark."""
     session, _ = live_session()

@@ -176,6 +176,8 @@ class Session:
         self.avatars: dict[str, str] = {}
         #: Model audio chunks sent to the caller (a metric).
         self.frames_out = 0
+        #: Model events dropped as malformed (only the first is logged).
+        self.malformed_model_events = 0
         self.frontends: dict[int, FrontendInfo] = {}
         self.call: twilio.Start | None = None
         self.call_started_at: float | None = None
@@ -236,7 +238,9 @@ class Session:
             return
         self.end_reason = reason
         self._set_state(State.ENDING)
-        self._log.info(Ev.SESSION_ENDING, reason=reason.value)
+        self._log.info(Ev.SESSION_ENDING, reason=reason.value,
+                       **({"malformedModelEvents": self.malformed_model_events}
+                          if self.malformed_model_events else {}))
         if self.frontends:
             self._log.info(Ev.CALL_ENDED_NOTIFY, frontends=len(self.frontends))
         self._to_frontends(fmsg.call_status_changed(self.id, "ended", self.stream_sid, reason.value))
@@ -495,11 +499,18 @@ class Session:
         try:
             event, typed = rt.parse_event(text)
         except MalformedMessage as exc:
-            self._log.warning(Ev.BAD_INPUT, source="model", detail=exc.message)
+            # Never forwarded; logged once per session, then only counted.
+            self.malformed_model_events += 1
+            if self.malformed_model_events == 1:
+                self._log.warning(Ev.BAD_INPUT, source="model", detail=exc.message)
             return
+        kind = event["type"]
+        if type(typed) is rt.ModelError:
+            # The model's own errors look like relay's: say whose it is.
+            event = {**event, "source": "model"}
+            text = orjson.dumps(event).decode()
         # Forwarded before it is acted on: an event that ends the session (the
         # goodbye's response.done) must reach frontends before "ended" does.
-        kind = event["type"]
         self._to_frontends(ModelEvent(text, event, kind))
         if type(typed) is not rt.AudioDelta:
             self._log.debug(Ev.MODEL_EVENT, type=kind)

@@ -322,6 +322,8 @@ class SessionRunner:
             for link in links:
                 link.conn.send_now(data)
             return
+        # Translated once, on the first beta frontend; b"" marks an event
+        # beta has no name for, which beta frontends skip and GA ones still get.
         beta: bytes | None = None
         for link in links:
             info = link.info
@@ -330,10 +332,9 @@ class SessionRunner:
             if info.dialect == "beta":
                 if beta is None:
                     translated = event_to_beta(message.event)
-                    if translated is None:
-                        break
-                    beta = orjson.dumps(translated)
-                link.conn.send_now(beta)
+                    beta = b"" if translated is None else orjson.dumps(translated)
+                if beta:
+                    link.conn.send_now(beta)
             else:
                 link.conn.send_now(message.text)
 

@@ -211,5 +211,9 @@ def call_status_changed(
 
 
 def error(code: str, message: str) -> dict[str, Any]:
-    """Input relay refused, or a failure the user should know about."""
-    return {"type": "error", "code": code, "message": message}
+    """Input relay refused, or a failure the user should know about.
+
+    ``source: "relay"`` tells it apart from the model's own ``error`` events,
+    which are forwarded with ``source: "model"``.
+    """
+    return {"type": "error", "code": code, "message": message, "source": "relay"}

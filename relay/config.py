@@ -148,6 +148,11 @@ class Settings:
     #: Deadline for closing connections during a teardown.
     close_timeout_s: float = 2.0
 
+    # -- the model session: tools, DTMF, GA phone settings ----------------------
+    #: How long a call to a tool a frontend declared waits for the frontend's
+    #: ``function_call_output`` before relay answers the model with an error.
+    frontend_tool_timeout_s: float = 30.0
+
     @property
     def bare_pairing_on(self) -> bool:
         """Whether a bare /logs pairs with calls that named no session."""
@@ -257,6 +262,8 @@ class Settings:
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),
+            frontend_tool_timeout_s=reader.positive(
+                "RELAY_FRONTEND_TOOL_TIMEOUT_S", d.frontend_tool_timeout_s),
         )
 
     def replace(self, **changes: object) -> Settings:

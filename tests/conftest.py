@@ -162,10 +162,13 @@ async def make_relay(model: RealtimeServer, twilio_api: FakeTwilioApi,
         assert not any(health["connections"].values()), health
     await model.stop()
     await _no_tasks_left()
-    # Everything relay said to the model is a GA client event the real API accepts.
+    # Everything relay said to the model is a GA client event the real API accepts,
+    # and (unless a test provoked it on purpose) the fake model refused nothing.
     for connection in model.connections:
         for event in connection.received:
             check_client_event(event)
+        if not getattr(model, "refusals_expected", False):
+            assert not connection.refused, [e["type"] for e in connection.refused]
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ FULL_ENV = {
     "RELAY_TRUST_PROXY": "1",
     "RELAY_BARE_PAIRING": "on",
     "RELAY_EVENT_LOOP": "asyncio",
+    "RELAY_FRONTEND_TOOL_TIMEOUT_S": "4.5",
 }
 
 INT_VARS = [
@@ -163,6 +164,7 @@ def test_every_variable_is_read() -> None:
         max_send_buffer=65536,
         trust_proxy=True,
         bare_pairing="on",
+        frontend_tool_timeout_s=4.5,
     )
     assert not settings.uses_local_model
 

@@ -147,6 +147,7 @@ async def test_beta_dialect_frontend_sees_beta_event_names(relay: Relay) -> None
     call = await relay.call(f"/call/{sid}")
     await call.start()
     upstream = await relay.model.next_connection()
+    await upstream.wait_for("session.update")  # the model speaks once configured
     await upstream.respond_with_audio(b"\xff" * 1600, "Tell me about yourself.")
     transcript = await beta.wait_for("response.audio_transcript.done")
     assert transcript["transcript"] == "Tell me about yourself."
@@ -165,6 +166,7 @@ async def test_audio_for_frontends_only_when_asked(relay: Relay) -> None:
     call = await relay.call(f"/call/{sid}")
     await call.start()
     upstream = await relay.model.next_connection()
+    await upstream.wait_for("session.update")  # the model speaks once configured
     await upstream.respond_with_audio(b"\xff" * 800, "Hi")
     delta = await listener.wait_for("response.output_audio.delta")
     assert delta["delta"]

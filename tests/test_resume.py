@@ -122,6 +122,7 @@ async def test_call_before_frontend_gets_the_backlog(relay: Relay) -> None:
     call = await relay.call(f"/call/{sid}")
     await call.start()
     upstream = await relay.model.next_connection()
+    await upstream.wait_for("session.update")  # the model speaks once configured
     await upstream.respond_with_audio(b"\xff" * 800, "Hello, shall we start?")
     await call.wait_for("media")
     fe = await relay.frontend(f"/logs/{sid}")

@@ -539,6 +539,8 @@ class Session:
                     self._to_frontends(fmsg.job_config_ack(self.id, "applied"), fid)
             case rt.ModelError(code, message, event_id):
                 self._log.warning(Ev.UPSTREAM_ERROR, code=code)
+                if code == "conversation_already_has_active_response":
+                    self._fx.upstream += self.turns.on_refused()
                 refused = self.config.on_refused(event_id)
                 if refused is not None:
                     self._log.warning(Ev.JOB_CONFIG_REJECTED, code=code)

@@ -58,9 +58,18 @@ class Turns:
                 or bool(self.open_calls))
 
     def request(self, data: bytes = _CREATE) -> list[bytes]:
-        """Ask for a response; returns what to send the model now (nothing while one runs)."""
-        if self.state is Response.ACTIVE or self.open_calls:
-            self._held.append(data)
+        """Ask for a response; returns what to send the model now (nothing while one runs).
+
+        A plain request while one is already on its way is answered by that
+        one; anything else waits until the model is idle: a second
+        ``response.create`` before the first one's ``response.created`` would
+        be refused just the same.
+        """
+        if self.state is Response.REQUESTED and data == _CREATE and not self.open_calls:
+            return []
+        if self.state is not Response.IDLE or self.open_calls:
+            if data not in self._held:
+                self._held.append(data)
             return []
         if self._owed and data == _CREATE:
             # The batch's own response.create answers this request too.
@@ -83,6 +92,19 @@ class Turns:
         self.state = Response.ACTIVE
         self.had_audio = False
         self._requested = max(0, self._requested - 1)
+
+    def on_refused(self) -> list[bytes]:
+        """The model refused a ``response.create`` (``conversation_already_has_active_response``).
+
+        It was already answering (a turn detection response raced ours): that
+        response stands for the refused one, whose ``response.created`` will
+        never come.
+        """
+        self._requested = max(0, self._requested - 1)
+        if self.state is Response.REQUESTED and self._requested == 0:
+            self.state = Response.IDLE
+            return self._settle()
+        return []
 
     def on_done(self) -> list[bytes]:
         """``response.done``; returns held requests and an owed ``response.create``."""
@@ -111,7 +133,7 @@ class Turns:
         self._owed = False
 
     def _settle(self) -> list[bytes]:
-        if self.state is Response.ACTIVE or self.open_calls:
+        if self.state is not Response.IDLE or self.open_calls:
             return []
         out: list[bytes] = []
         if self._owed:

@@ -56,6 +56,7 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
             duration_warning_s=settings.duration_warning_s,
             resume_grace_s=settings.resume_grace_s,
             farewell_timeout_s=settings.farewell_timeout_s,
+            frontend_tool_timeout_s=settings.frontend_tool_timeout_s,
         ),
         resume_buffer_events=settings.resume_buffer_events,
     )

@@ -8,9 +8,18 @@ connection becomes a :class:`RealtimeConnection` that greets the client with
 test through the connection's helpers (``speech_started``, ``respond_with_audio``,
 ``function_call``, …), which send GA-shaped events.
 
-Handshakes can be refused (``refuse_first``, ``never_open``) or require an API key, to test
-the relay's reconnect and error paths. Like the real API (GA), a ``session.update`` without
-``session.type`` or with beta-only fields is answered with an ``error`` event, not applied.
+Handshakes can be refused (``refuse_first``, ``never_open``) or require an API key (an
+``Authorization: Bearer`` one, or Azure's ``api-key`` header), to test the relay's reconnect and
+error paths. Like the real API (GA):
+
+- a ``session.update`` without ``session.type`` or with beta-only fields is answered with an
+  ``error`` event naming its ``event_id``, not applied; so is one that changes the voice once
+  the model has sent audio (``cannot_update_voice``);
+- a ``response.create`` while a response is in progress (one requested and not done, or one
+  scripted with :meth:`RealtimeConnection.response_created`) is refused with
+  ``conversation_already_has_active_response``;
+- nothing stops the test from sending audio deltas after ``speech_started``: the real API keeps
+  sending for a moment after the caller barges in.
 
 Reference: https://platform.openai.com/docs/api-reference/realtime-server-events
 """
@@ -106,6 +115,12 @@ def session_update_error(session: object) -> tuple[str, str, str] | None:
     return None
 
 
+def _sets_voice(session: dict[str, Any]) -> bool:
+    audio = session.get("audio")
+    output = audio.get("output") if isinstance(audio, dict) else None
+    return isinstance(output, dict) and "voice" in output
+
+
 #: Session objects that are tagged unions (``{"type": …}``): an update replaces them whole.
 REPLACED_SESSION_OBJECTS = frozenset({"format", "turn_detection"})
 
@@ -164,9 +179,12 @@ class RealtimeConnection(Waiting):
         self._echo_response_id = new_id("resp")
         self._echo_item_id = new_id("item")
         self._response_id: str | None = None
-
-
-
+        #: A response.create was accepted and its response has not finished.
+        self.response_requested = False
+        #: The model has sent audio: the voice can no longer change.
+        self.spoke = False
+        #: Client events this fake refused with an ``error``, in order.
+        self.refused: list[Message] = []
 
     # --- The connection's life ----------------------------------------------------------------
 
@@ -214,12 +232,27 @@ class RealtimeConnection(Waiting):
         self.inbox.add(event)
         if kind == "session.update" and self._auto_session_updated:
             await self._update_session(event)
+        elif kind == "response.create":
+            if self.response_requested or self._response_id is not None:
+                active = self._response_id or "resp_pending"
+                self.refused.append(event)
+                await self.send_error(
+                    "conversation_already_has_active_response",
+                    f"Conversation already has an active response in progress: {active}. "
+                    "Wait until the response is finished before creating a new one.",
+                    event_id=event.get("event_id"))
+            else:
+                self.response_requested = True
 
     async def _update_session(self, event: Message) -> None:
         session = event.get("session")
         error = session_update_error(session)
+        if error is None and self.spoke and _sets_voice(session):
+            error = ("cannot_update_voice",
+                     "Cannot update a conversation's voice if assistant audio is present.", None)
         if error is not None:
             code, message, param = error
+            self.refused.append(event)
             await self.send_error(code, message, param=param, event_id=event.get("event_id"))
             return
         assert isinstance(session, dict)
@@ -276,8 +309,12 @@ class RealtimeConnection(Waiting):
         await self.send_event({"type": kind, **fields})
 
     async def response_created(self, response_id: str | None = None) -> str:
-        """Send ``response.created`` and make it the current response; return its id."""
+        """Send ``response.created`` and make it the current response; return its id.
+
+        It answers the accepted ``response.create``, if one is pending.
+        """
         self._response_id = response_id or new_id("resp")
+        self.response_requested = False
         await self.send_event(
             {
                 "type": "response.created",
@@ -294,6 +331,7 @@ class RealtimeConnection(Waiting):
 
     async def audio_delta(self, item_id: str, audio: bytes, response_id: str | None = None) -> None:
         """Send ``response.output_audio.delta`` with ``audio`` (μ-law bytes) base64-encoded."""
+        self.spoke = True
         fields = {"delta": base64.b64encode(audio).decode("ascii")}
         await self._item_event("response.output_audio.delta", item_id, response_id, fields)
 
@@ -340,6 +378,7 @@ class RealtimeConnection(Waiting):
         response_id = self._response(response_id)
         if response_id == self._response_id:
             self._response_id = None
+        self.response_requested = False
         await self.send_event(
             {
                 "type": "response.done",
@@ -355,9 +394,11 @@ class RealtimeConnection(Waiting):
             }
         )
 
-    async def _output_item(self, kind: str, response_id: str, item: Message) -> None:
+    async def _output_item(
+        self, kind: str, response_id: str, item: Message, output_index: int = 0
+    ) -> None:
         await self.send_event(
-            {"type": kind, "response_id": response_id, "output_index": 0, "item": item}
+            {"type": kind, "response_id": response_id, "output_index": output_index, "item": item}
         )
 
     async def respond_with_audio(
@@ -396,6 +437,8 @@ class RealtimeConnection(Waiting):
         *,
         response_id: str | None = None,
         item_id: str | None = None,
+        done: bool = True,
+        output_index: int = 0,
     ) -> str:
         """Script the model calling a tool; return the ``call_id``.
 
@@ -405,6 +448,9 @@ class RealtimeConnection(Waiting):
         Args:
             response_id: A response already announced with :meth:`response_created`; if None,
                 a new response is started with ``response.created`` first.
+            done: End the response (``response.done``) after the call; False leaves it open
+                for more output items (several calls in one response).
+            output_index: The item's place in the response's output.
         """
         call_id = call_id or new_id("call")
         item_id = item_id or new_id("item")
@@ -414,21 +460,22 @@ class RealtimeConnection(Waiting):
         item = {"id": item_id, "object": "realtime.item", "type": "function_call", "name": name}
         item |= {"call_id": call_id}
         added = item | {"arguments": "", "status": "in_progress"}
-        await self._output_item("response.output_item.added", response_id, added)
+        await self._output_item("response.output_item.added", response_id, added, output_index)
         await self.send_event(
             {
                 "type": "response.function_call_arguments.done",
                 "response_id": response_id,
                 "item_id": item_id,
-                "output_index": 0,
+                "output_index": output_index,
                 "call_id": call_id,
                 "name": name,
                 "arguments": encoded,
             }
         )
-        done = item | {"arguments": encoded, "status": "completed"}
-        await self._output_item("response.output_item.done", response_id, done)
-        await self.response_done(response_id, output=[done])
+        completed = item | {"arguments": encoded, "status": "completed"}
+        await self._output_item("response.output_item.done", response_id, completed, output_index)
+        if done:
+            await self.response_done(response_id, output=[completed])
         return call_id
 
 

@@ -10,6 +10,7 @@ import pytest
 from relay.core.instructions import (
     END_INTERVIEW_TOOL,
     build_instructions,
+    PhoneSettings,
     build_session_update,
 )
 from relay.messages.dialect import session_to_ga
@@ -255,7 +256,8 @@ def test_session_update_shape() -> None:
 
 def test_default_voice_and_transcription_model() -> None:
     """Without a configured voice the default is used; the transcription model is a knob."""
-    event = build_session_update(None, tools=[], default_voice="cedar", transcription_model="whisper-1")
+    event = build_session_update(None, tools=[], phone=PhoneSettings(
+        voice="cedar", transcription_model="whisper-1"))
     assert event["session"]["audio"]["output"]["voice"] == "cedar"
     assert event["session"]["audio"]["input"]["transcription"] == {"model": "whisper-1"}
     assert event["session"]["instructions"] == build_instructions(None)

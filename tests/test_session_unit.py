@@ -457,7 +457,8 @@ def test_rejected_config_reported_to_its_sender() -> None:
     with capture_logs() as logs:
         model(session, "error", error={"type": "invalid_request_error", "code": "invalid_value",
                                        "message": "Invalid voice.", "event_id": event_id})
-    assert to_frontends(session) == [(2, fmsg.error("config_rejected", "Invalid voice."))]
+    assert to_frontends(session) == [
+        (2, fmsg.error("config_rejected", "the model refused the configuration: Invalid voice."))]
     rejected = events(logs, Ev.JOB_CONFIG_REJECTED)
     assert len(rejected) == 1 and rejected[0]["code"] == "invalid_value"
     session.effects.clear()

@@ -8,12 +8,13 @@ phone settings. Pure: no I/O, no logging, no clock.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.core.merge import merge_session
 from relay.messages.jobconfig import JobConfig
 
-__all__ = ["END_INTERVIEW_TOOL", "build_instructions", "build_session_update"]
+__all__ = ["END_INTERVIEW_TOOL", "PhoneSettings", "build_instructions", "build_session_update"]
 
 #: Name of the function the model calls to hang up; the prompt tells it to.
 END_INTERVIEW_TOOL: Final = "end_interview"
@@ -91,12 +92,27 @@ def _closing() -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneSettings:
+    """relay's own settings for the model session of a phone call (``RELAY_*`` variables)."""
+
+    #: Voice used when the job configuration names none.
+    voice: str = "marin"
+    #: Model transcribing the caller for the live transcript.
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    #: ISO-639-1 language of the caller ("" lets the model detect it).
+    transcription_language: str = ""
+    #: ``near_field`` or ``far_field`` input noise reduction ("" is off).
+    noise_reduction: str = ""
+    #: server_vad's ``idle_timeout_ms``: prompt a silent caller after this long (0 is off).
+    idle_timeout_ms: int = 0
+
+
 def build_session_update(
     cfg: JobConfig | None,
     *,
     tools: list[dict[str, Any]],
-    default_voice: str = "marin",
-    transcription_model: str = "gpt-4o-mini-transcribe",
+    phone: PhoneSettings = PhoneSettings(),
     include_voice: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -105,8 +121,8 @@ def build_session_update(
     Args:
         cfg: The job configuration, or ``None`` for the generic interview.
         tools: GA function-tool definitions (e.g. ``end_interview``); sent as given.
-        default_voice: Voice used when ``cfg`` names none.
-        transcription_model: Model transcribing the caller's audio.
+        phone: relay's own settings: the voice used when ``cfg`` names none,
+            transcription, noise reduction, turn detection's idle timeout.
         include_voice: ``False`` omits ``audio.output.voice`` (also one coming from
             ``extra``). Pass ``False`` once the model has spoken: the API refuses a
             voice change after assistant audio exists and fails the whole update.
@@ -120,26 +136,36 @@ def build_session_update(
         A new dict, ``{"type": "session.update", "session": {...}}``; the inputs
         are not mutated and the result shares no mutable state with them.
     """
+    transcription: dict[str, Any] = {"model": phone.transcription_model}
+    if phone.transcription_language:
+        transcription["language"] = phone.transcription_language
+    turn_detection: dict[str, Any] = {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "create_response": True,
+        "interrupt_response": True,
+    }
+    if phone.idle_timeout_ms:
+        # A caller who goes quiet is prompted to continue (server_vad only).
+        turn_detection["idle_timeout_ms"] = phone.idle_timeout_ms
+    audio_input: dict[str, Any] = {
+        "format": dict(_PCMU),
+        "transcription": transcription,
+        "turn_detection": turn_detection,
+    }
+    if phone.noise_reduction:
+        audio_input["noise_reduction"] = {"type": phone.noise_reduction}
     session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
         "instructions": build_instructions(cfg),
         "audio": {
-            "input": {
-                "format": dict(_PCMU),
-                "transcription": {"model": transcription_model},
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                    "create_response": True,
-                    "interrupt_response": True,
-                },
-            },
+            "input": audio_input,
             "output": {
                 "format": dict(_PCMU),
-                "voice": (cfg.voice if cfg and cfg.voice else default_voice),
+                "voice": (cfg.voice if cfg and cfg.voice else phone.voice),
             },
         },
         "tools": [merge_session({}, tool) for tool in tools],

@@ -43,9 +43,10 @@ from typing import Any, Concatenate, ParamSpec, assert_never
 
 import orjson
 
-from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration
+from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details
 from relay.core.deadlines import Deadlines, Due, Limits
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.instructions import PhoneSettings
 from relay.core.playback import Playback, b64_decoded_len
 from relay.core.replay import Message, Replay
 from relay.core.tools import Effect, ToolOutcome
@@ -94,8 +95,7 @@ class SessionOptions:
     """Per-session knobs, taken from :class:`~relay.config.Settings`."""
 
     tools: tuple[dict[str, Any], ...] = ()
-    default_voice: str = "marin"
-    transcription_model: str = "gpt-4o-mini-transcribe"
+    phone: PhoneSettings = PhoneSettings()
     greet_first: bool = True
     mark_interval_ms: int = 100
     pre_open_audio_frames: int = 250
@@ -181,7 +181,7 @@ class Session:
         self.frontends: dict[int, FrontendInfo] = {}
         self.call: twilio.Start | None = None
         self.call_started_at: float | None = None
-        self.config = Configuration(session_id)
+        self.config = Configuration(options.tools, options.phone)
         self.turns = Turns()
         self.playback = Playback(options.mark_interval_ms)
         self.replay = Replay(options.resume_buffer_events)
@@ -346,12 +346,13 @@ class Session:
             case fmsg.JobConfigMessage(config):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, **jobconfig_summary(config))
                 self.config.set_job(config)
-                self._configure(fid)
+                self._configure(fid, self.config.voice_details(config.voice))
             case fmsg.SessionUpdateMessage(session):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, via="session.update",
                                fields=sorted(session))
                 if self.config.merge_overrides(session):
-                    self._configure(fid)
+                    self._configure(fid, self.config.voice_details(
+                        session.get("audio", {}).get("output", {}).get("voice")))
                 else:
                     self._to_frontends(fmsg.error(
                         "config_too_large", "the configuration would grow past "
@@ -389,23 +390,18 @@ class Session:
                 self._reschedule_frontend_calls()
                 self._answered(call_id, continue_turn=True)
 
-    def _configure(self, fid: int) -> None:
+    def _configure(self, fid: int, details: Details) -> None:
         if self.model_ready:
             self._log.info(Ev.JOB_CONFIG_LIVE_UPDATE, sessionId=self.id)
-            self._send_session_update([fid])
+            self._send_session_update({fid: details})
         else:
             self._log.info(Ev.JOB_CONFIG_QUEUED, state=self.state.name)
-            self.config.queue_ack(fid)
-            self._to_frontends(fmsg.job_config_ack(self.id, "queued"), fid)
+            self.config.queue_ack(fid, details)
+            self._to_frontends(fmsg.job_config_ack(self.id, "queued", details), fid)
 
-    def _send_session_update(self, acks: list[int]) -> None:
+    def _send_session_update(self, acks: dict[int, Details]) -> None:
         self._fx.upstream.append(self.config.update_event(
-            self.options.tools,
-            default_voice=self.options.default_voice,
-            transcription_model=self.options.transcription_model,
-            farewell=self.state is State.FAREWELL,
-            acks=acks,
-        ))
+            farewell=self.state is State.FAREWELL, acks=acks))
 
     # -- the call -----------------------------------------------------------------
 
@@ -472,7 +468,7 @@ class Session:
         if self.state is not State.CONNECTING:
             return
         self._set_state(State.LIVE)
-        self._send_session_update(self.config.take_queued_acks())
+        self._send_session_update(self.config.take_queued())
         if self.options.greet_first:
             self._fx.upstream += self.turns.request()
         while self._held_audio:
@@ -534,22 +530,37 @@ class Session:
             case rt.FunctionCall(call_id, name, arguments):
                 self._on_function_call(call_id, name, arguments)
             case rt.SessionUpdated():
-                for fid in self.config.on_updated():
+                for fid, details in self.config.on_updated().items():
                     self._log.info(Ev.JOB_CONFIG_APPLIED)
-                    self._to_frontends(fmsg.job_config_ack(self.id, "applied"), fid)
-            case rt.ModelError(code, message, event_id):
-                self._log.warning(Ev.UPSTREAM_ERROR, code=code)
+                    self._to_frontends(fmsg.job_config_ack(self.id, "applied", details), fid)
+            case rt.ModelError(code, message, event_id, param):
+                self._log.warning(Ev.UPSTREAM_ERROR, code=code, param=param)
                 if code == "conversation_already_has_active_response":
                     self._fx.upstream += self.turns.on_refused()
-                refused = self.config.on_refused(event_id)
-                if refused is not None:
-                    self._log.warning(Ev.JOB_CONFIG_REJECTED, code=code)
-                    for fid in refused:
-                        self._to_frontends(fmsg.error("config_rejected", message), fid)
+                self._on_refused_update(code, event_id, message, param)
             case rt.Other():
                 pass
             case _ as unreachable:
                 assert_never(unreachable)
+
+    def _on_refused_update(self, code: str | None, event_id: str | None, message: str,
+                           param: str | None) -> None:
+        refused = self.config.on_refused(event_id, f"refused by the model: {message}",
+                                         farewell=self.state is State.FAREWELL)
+        if refused is None:
+            return
+        what = f"the model refused {param or 'the configuration'}: {message}"
+        self._log.warning(Ev.JOB_CONFIG_REJECTED, code=code, param=param,
+                          fallback=refused.fallback is not None)
+        if refused.fallback is not None:
+            # The session would stay on the API's default audio formats: the
+            # caller would hear noise. relay's own configuration goes at once.
+            self._fx.upstream.append(refused.fallback)
+            self._to_frontends(fmsg.error("config_rejected", what + "; relay's own configuration "
+                                          "is in force, without the frontends' overrides"))
+        else:
+            for fid in refused.acks:
+                self._to_frontends(fmsg.error("config_rejected", what), fid)
 
     def _on_output_audio(self, item_id: str, delta: str) -> None:
         if self.call is None:
@@ -642,7 +653,7 @@ class Session:
         self._fx.upstream.append(self.config.record(
             {"type": "session.update",
              "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}},
-            [],
+            {},
         ))
         if not self.turns.had_audio and not self.playback.playing:
             # The model ended without a goodbye: ask for one.

@@ -192,9 +192,19 @@ def session_associated(session_id: str, call_sid: str, stream_sid: str) -> dict[
     }
 
 
-def job_config_ack(session_id: str, status: str) -> dict[str, Any]:
-    """``queued`` until the model is ready, then ``applied``."""
-    return {"type": "job_config.ack", "sessionId": session_id, "status": status}
+def job_config_ack(session_id: str, status: str, details: dict[str, Any] | None = None,
+                   ) -> dict[str, Any]:
+    """``queued`` until the model is ready, then ``applied``.
+
+    ``details`` adds, when there is something to say: ``used`` and ``ignored``
+    (the fields of a job configuration relay used, and those it left out) and
+    ``notApplied`` (``[{"field", "reason"}]``: what the model was not given).
+    """
+    ack = {"type": "job_config.ack", "sessionId": session_id, "status": status}
+    for key in ("used", "ignored", "notApplied"):
+        if details and key in details:
+            ack[key] = details[key]
+    return ack
 
 
 def call_status_changed(

@@ -73,11 +73,15 @@ class SessionUpdated:
 
 @dataclass(frozen=True, slots=True)
 class ModelError:
-    """The model refused something; ``event_id`` names the client event it refused, if any."""
+    """The model refused something; ``event_id`` names the client event it refused, if any.
+
+    ``param`` is the path of the offending field, e.g. ``session.audio.input.turn_detection``.
+    """
 
     code: str | None
     message: str
     event_id: str | None
+    param: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,5 +147,5 @@ def classify(kind: str, event: dict[str, Any]) -> RealtimeEvent:
         if not isinstance(detail, dict):
             detail = {}
         return ModelError(_str(detail.get("code")), str(detail.get("message") or "")[:300],
-                          _str(detail.get("event_id")))
+                          _str(detail.get("event_id")), _str(detail.get("param")))
     return Other(kind)

@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from relay.config import Settings
 from relay.core.deadlines import Limits
+from relay.core.instructions import PhoneSettings
 from relay.core.session import EndReason, SessionOptions
 from relay.core.tools import ToolBox, default_toolbox
 from relay.errors import UpstreamConnectError
@@ -44,8 +45,7 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
     """The per-session knobs from the process settings."""
     return SessionOptions(
         tools=tuple(toolbox.schemas),
-        default_voice=settings.voice,
-        transcription_model=settings.transcription_model,
+        phone=PhoneSettings(voice=settings.voice, transcription_model=settings.transcription_model),
         greet_first=settings.greet_first,
         mark_interval_ms=settings.mark_interval_ms,
         pre_open_audio_frames=settings.pre_open_audio_frames,

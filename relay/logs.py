@@ -73,6 +73,8 @@ class Ev:
     STEP_TIMED_OUT = "⏱️ Teardown step took too long; moving on"
     SWEEP = "🧹 Sweep found sessions past their deadlines"
     SUPERSEDED = "⏭️ Ending the user's older session"
+    HANGUP_UNKNOWN_CALL = "🚫 Not cancelling a call SID relay never learned from Twilio"
+    FRONTEND_REHOMED = "🔁 Bare frontend kept; waiting for the next call"
     STOP_REQUESTED = "🛑 Session stop requested"
     FRONTEND_REFUSED = "🚫 Frontend connection refused"
     BAD_INPUT = "🚫 Refused bad input"

@@ -55,6 +55,11 @@ class Configuration:
         return frozenset(t["name"] for t in tools
                          if isinstance(t, dict) and isinstance(t.get("name"), str))
 
+    def carry_over(self, previous: Configuration) -> None:
+        """Start from what a previous session of the same page was configured with."""
+        self.job_config = previous.job_config
+        self.overrides = previous.overrides
+
     def set_job(self, config: JobConfig) -> None:
         """A new job configuration replaces the last one."""
         self.job_config = config

@@ -71,6 +71,14 @@ class Directory(Protocol):
         """The session ``call_sid`` was bound to, if any."""
         ...
 
+    async def learn_call(self, call_sid: str) -> None:
+        """Twilio told relay of this call (a voice webhook that passed the gate), or relay placed it."""
+        ...
+
+    async def knows_call(self, call_sid: str) -> bool:
+        """Whether relay learned ``call_sid`` from Twilio or placed it (only those are ever ended)."""
+        ...
+
     async def add_waiting(self, session_id: str) -> None:
         """A bare ``/logs`` session now waits for a call (oldest first)."""
         ...

@@ -10,6 +10,7 @@ a fleet shares; one process alone uses the in-memory one).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +68,9 @@ class Registry:
         self.pairing = Pairing(self.directory, auth=auth,
                                bare_pairing=not auth if bare_pairing is None else bare_pairing)
         self.sessions: dict[str, SessionRunner] = {}
+        # Which session each frontend connection is attached to now (a bare
+        # frontend moves to a new session when its call ends).
+        self._attachments: dict[Peer, tuple[SessionRunner, int]] = {}
         self.reporting = reporting.Reporting()
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -99,6 +103,7 @@ class Registry:
         session.user_id = user_id
         runner = SessionRunner(session, self._deps, self._forget)
         runner.on_frontends_left = self._frontends_left
+        runner.keeps_frontends = self._keeps_frontends
         self.sessions[target.session_id] = runner
         if target.call_sid is not None:
             await self.directory.bind_call(target.call_sid, target.session_id)
@@ -162,7 +167,17 @@ class Registry:
             runner.session.user_id = route.user_id
             await self.directory.set_user(runner.id, route.user_id)
         fid = runner.attach_frontend(conn, route.info)
+        self._attachments[conn] = (runner, fid)
         return runner, fid
+
+    def detach_frontend(self, conn: Peer) -> SessionRunner | None:
+        """A frontend connection closed: detach it from the session it is on now."""
+        attached = self._attachments.pop(conn, None)
+        if attached is None:
+            return None
+        runner, fid = attached
+        runner.detach_frontend(fid)
+        return runner
 
     async def attach_call(self, start: twilio.Start, path_session_id: str | None,
                           conn: Peer) -> SessionRunner:
@@ -219,17 +234,50 @@ class Registry:
         """Audio frames relayed since start: caller→model, model→caller."""
         return self.reporting.frames_relayed(self.sessions.values())
 
-    def _forget(self, runner: SessionRunner) -> None:
-        """A runner finished its teardown."""
+    async def _forget(self, runner: SessionRunner) -> None:
+        """A runner finished its teardown: forget it, and re-home the frontends it kept."""
         if self.sessions.get(runner.id) is runner:
             del self.sessions[runner.id]
+        for link in runner.frontends.values():
+            if link not in runner.kept_frontends:
+                self._attachments.pop(link.conn, None)
         self.reporting.forgotten(runner)
         session = runner.session
         # Only an interview that happened is over for good; a session that
         # ended before its call came may be named again by that call.
         reason = session.end_reason.value if session.end_reason else "unknown"
-        self._background(self.directory.release(
-            session.id, session.user_id, ended_reason=reason if session.call else None))
+        await self.directory.release(session.id, session.user_id,
+                                     ended_reason=reason if session.call else None)
+        if runner.kept_frontends:
+            await self._rehome(runner)
+
+    def _keeps_frontends(self, runner: SessionRunner) -> set[int]:
+        # The reference app's page connects once to a bare /logs, saves its
+        # configuration once, and expects the next call to use it: its
+        # frontends outlive a call that ended, not an operator's or a reaper's end.
+        if not self.pairing.bare_pairing or runner.session.end_reason not in _CALL_ENDS:
+            return set()
+        return {fid for fid, link in runner.frontends.items()
+                if link.info.bare and link.conn.is_open}
+
+    async def _rehome(self, old: SessionRunner) -> None:
+        links = [link for link in old.kept_frontends if link.conn.is_open]
+        if not links:
+            return
+        try:
+            runner = await self._create(Create(str(uuid.uuid4()), claimable=True),
+                                        old.session.user_id)
+        except PairingRefused as exc:
+            for link in links:
+                self._attachments.pop(link.conn, None)
+                link.conn.close_soon(exc.code, str(exc))
+            return
+        runner.session.config.carry_over(old.session.config)
+        self._log.info(Ev.FRONTEND_REHOMED, sessionId=runner.id, previous=old.id,
+                       frontends=len(links))
+        for link in links:
+            fid = runner.attach_frontend(link.conn, link.info)
+            self._attachments[link.conn] = (runner, fid)
 
     async def end_all(self, reason: EndReason) -> int:
         """End every session for ``reason`` and wait for their teardowns.

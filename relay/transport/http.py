@@ -81,6 +81,9 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     session_id = params.get("sessionId")
     if session_id:
         parameters["sessionId"] = session_id
+    if params.get("CallSid"):
+        # Only calls Twilio told relay about may later be cancelled by relay.
+        await ctx.state.registry.directory.learn_call(params["CallSid"])
     if ctx.state.gate.signatures is not None:
         call_sid = params.get("CallSid")
         if not call_sid:
@@ -266,7 +269,7 @@ def cors_headers(state: AppState, request: Request) -> dict[str, str]:
     return {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Relay-Request",
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }

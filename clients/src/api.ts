@@ -5,6 +5,15 @@
  */
 import type { FetchLike } from "./types.js";
 
+/** The headers every POST to relay's API carries. A cross-site page can make a "simple" POST
+ * (a form, a no-cors fetch) without asking; with these it must pass relay's CORS preflight,
+ * which only allowed origins do. The unload beacon cannot set headers: it POSTs to the one
+ * session's stop URL with the credentials in the query. */
+export const API_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "Content-Type": "application/json",
+  "X-Relay-Request": "1",
+});
+
 /** `ws://host` → `http://host`, `wss://host` → `https://host` (trailing slash dropped). */
 export function httpBaseFrom(baseUrl: string): string {
   return baseUrl.replace(/^ws(s?):\/\//i, "http$1://").replace(/\/+$/, "");
@@ -38,7 +47,8 @@ export async function stopAllSessions(options: { baseUrl: string; httpBaseUrl?: 
   const query = options.token ? "" : credentialQuery({ userId: options.userId });
   const response = await fetcher(`${base}/api/sessions/stop_all${query}`, {
     method: "POST",
-    headers: options.token ? { Authorization: `Bearer ${options.token}` } : {},
+    headers: options.token ? { ...API_HEADERS, Authorization: `Bearer ${options.token}` } : { ...API_HEADERS },
+    body: "{}",
   });
   if (!response.ok) throw new Error(`stop_all failed: HTTP ${response.status}`);
   const body = (await response.json()) as { stopped?: unknown };

@@ -28,7 +28,9 @@ export function pageFetch(): FetchLike | undefined {
 }
 
 /** `navigator.sendBeacon`, or where it is missing a keepalive fetch (which lets the request
- * outlive the page). */
+ * outlive the page). Like a beacon, the fallback sends no headers: relay's stop endpoint
+ * takes its credentials from the query, and a header would need a CORS preflight that a page
+ * being unloaded may not live to finish. */
 export function pageBeacon(fetcher: FetchLike | undefined): BeaconSender {
   const nav = page.navigator;
   if (typeof nav?.sendBeacon === "function") return (url) => nav.sendBeacon!(url);

@@ -91,7 +91,7 @@ export interface Clock {
 }
 
 export type FetchLike = (url: string, init?: { method?: string; headers?: Record<string, string>;
-  keepalive?: boolean }) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>;
+  body?: string; keepalive?: boolean }) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>;
 
 /** `navigator.sendBeacon`'s shape: fire-and-forget, works while the page unloads. */
 export type BeaconSender = (url: string) => boolean;

@@ -109,6 +109,9 @@ function handle(t: Transition, event: ClientEvent): void {
     case "socket-closed":
       if (linkIs(t, "handshake", event.attempt)) return handshakeFailed(t, event.attempt);
       if (!linkIs(t, "open", event.attempt)) return;
+      // The resume check asked this socket; the next one asks again. Left armed, it could
+      // fire during a long back-off and end an interview whose call is still on.
+      t.cancel("resume");
       t.set({ link: NONE });
       return closedUnexpectedly(t, event.code, event.reason, event.jitter);
     case "socket-message":

@@ -206,6 +206,21 @@ describe("reconnecting", () => {
     assert.deepEqual(d.timers, []);
   });
 
+  test("a drop while resuming cancels that socket's resume check: a long back-off does not end the call", () => {
+    const d = new Driver({ reconnect: { initialMs: 10_000, maxMs: 60_000 } });
+    d.connected();
+    d.receive({ type: "session.associated", callSid: "CA1" });
+    d.closes();
+    d.fire("reconnect");
+    d.opens();
+    d.closes(); // before relay could confirm the call
+    assert.deepEqual(d.timers, ["reconnect"], "no resume check left from the socket that is gone");
+    assert.equal(d.snap.state, "reconnecting");
+    d.fire("reconnect");
+    d.opens();
+    assert.deepEqual([d.snap.state, d.timers], ["reconnecting", ["resume"]], "the new socket asks again");
+  });
+
   for (const code of [1008, 4009, 4010]) {
     test(`close ${code} is not retried`, () => {
       const d = new Driver();

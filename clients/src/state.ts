@@ -6,19 +6,19 @@
  *
  * `snapshot.state`, and what moves it:
  *
- * | from                        | event                                          | to                 |
- * |-----------------------------|------------------------------------------------|--------------------|
- * | idle                        | connect                                        | connecting         |
- * | connecting, reconnecting    | socket open (not resuming a call)              | waiting-for-call   |
- * | waiting-for-call, reconnecting | `session.associated`, `call.status_changed: connected` | in-call |
- * | any with a socket           | unexpected close, failed handshake             | reconnecting       |
- * | reconnecting                | attempts used up, refused, no-retry close, bad token | connection-lost |
- * | connection-lost             | retry                                          | (re)connecting     |
- * | waiting-for-call, in-call   | endSession (socket open)                       | disconnecting      |
- * | disconnecting               | `ended`, close, end timer                      | ended              |
- * | any live                    | `call.status_changed: ended`, resume timer     | ended              |
- * | any                         | practiceAgain (new session)                    | idle → connecting  |
- * | any                         | dispose                                        | idle               |
+ * | from                     | event                                                   | to               |
+ * |--------------------------|---------------------------------------------------------|------------------|
+ * | idle                     | connect                                                 | connecting       |
+ * | connecting, reconnecting | socket open (not resuming a call)                       | waiting-for-call |
+ * | waiting-for-call, reconnecting | `session.associated`, `call.status_changed: connected` | in-call    |
+ * | any with a socket        | unexpected close; failed handshake relay did not refuse | reconnecting     |
+ * | any with a socket        | attempts used up, a refusal, a no-retry close, no token | connection-lost  |
+ * | connection-lost          | retry                                                   | (re)connecting   |
+ * | any live                 | endSession: socket open / no socket (beacon)            | disconnecting / ended |
+ * | disconnecting            | `call.status_changed: ended`, close, end timer          | ended            |
+ * | any live                 | `call.status_changed: ended`, resume timer              | ended            |
+ * | any                      | practiceAgain (a new session)                           | idle, connecting |
+ * | any                      | dispose                                                 | idle             |
  *
  * A failed handshake first asks /health (`probing`): if relay answers, it refused us, and
  * retrying the same request would only add to a storm.

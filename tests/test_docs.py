@@ -234,6 +234,7 @@ def relay_messages() -> dict[str, list[dict[str, Any]]]:
     session = Recorder(Session("sid-1", SessionOptions(limits=limits), lambda: now[0]))
     start = twilio.Start(stream_sid="MZ1", call_sid="CA1", account_sid="AC1")
     session.add_frontend(1, FrontendInfo())
+    session.on_frontend_message(1, fmsg.parse_message('{"type": "session.update", "session": {}}'))
     session.on_frontend_message(1, fmsg.parse_message('{"type": "job_config", "config": {"role": "x"}}'))
     session.on_frontend_message(1, fmsg.parse_message('{"type": "response.cancel"}'))  # wrong_order
     session.on_call_started(start)
@@ -241,7 +242,7 @@ def relay_messages() -> dict[str, list[dict[str, Any]]]:
     session.on_upstream_text('{"type": "session.updated", "session": {}}')
     session.on_upstream_text('{"type": "response.output_audio.delta", "item_id": "i1", "delta": "/w=="}')
     session.on_frontend_message(1, fmsg.parse_message(  # a voice change after the model spoke
-        '{"type": "job_config", "config": {"role": "x", "voice": "ash"}}'))
+        '{"type": "session.update", "session": {"voice": "ash"}}'))
     session.on_upstream_text('{"type": "session.updated", "session": {}}')
     now[0] += 2
     session.on_timer()  # inactivity warning

@@ -40,7 +40,8 @@ def refused(msg: Any) -> BadInput:
 def test_job_config_snake_case() -> None:
     """A job_config is validated into a JobConfig."""
     msg = parse({"type": "job_config", "config": {"role": "Chef", "company": "Bistro"}})
-    assert msg == fmsg.JobConfigMessage(JobConfig(role="Chef", company="Bistro"))
+    assert msg == fmsg.JobConfigMessage(JobConfig(role="Chef", company="Bistro"),
+                                        used=("role", "company"))
 
 
 def test_job_config_camel_case() -> None:
@@ -66,7 +67,9 @@ def test_job_config_camel_case() -> None:
             candidate_name="Ana",
             duration_minutes=15,
             voice="marin",
-        )
+        ),
+        used=("role", "jobDescription", "interviewStyle", "candidateName", "durationMinutes",
+              "voice"),
     )
 
 
@@ -369,26 +372,47 @@ def test_longest_texts_are_accepted() -> None:
         [],
         {},
         {"role": "   "},
-        {"role": "Chef", "salary": 100},
         {"role": 5},
         {"role": "x" * 201},
         {"voice": "robot"},
         {"durationMinutes": 0},
         {"durationMinutes": "ten"},
         {"durationMinutes": True},
-        {"role": "Chef", "candidateName": "Ana", "candidate_name": "Bob"},
+        {"role": "Chef", "requirements": "x" * 2001},
     ],
     ids=repr,
 )
 def test_bad_job_config_is_invalid_job_config(config: Any) -> None:
-    """A job_config whose config is refused raises MalformedMessage with code invalid_job_config."""
+    """A job_config relay cannot use reaches the session as JobConfigRefused, with a reason."""
     msg: dict[str, Any] = {"type": "job_config"}
     if config is not None:
         msg["config"] = config
-    exc = refused(msg)
-    assert isinstance(exc, MalformedMessage)
-    assert exc.code == "invalid_job_config"
-    assert exc.message
+    parsed = parse(msg)
+    assert isinstance(parsed, fmsg.JobConfigRefused) and parsed.reason
+
+
+def test_an_apps_own_job_object_is_used_not_refused() -> None:
+    """Synonyms, other details, identifiers and nested objects: relay uses what it can and says so."""
+    parsed = parse({"type": "job_config", "config": {
+        "id": "job_42", "jobTitle": "Backend Engineer", "companyName": "Acme",
+        "description": "Build APIs.", "style": "technical", "seniority": "Senior",
+        "requirements": ["Python", "PostgreSQL"], "salary": 120000, "remote": True,
+        "company_logo": {"url": "https://x"}, "createdAt": "2025-01-01"}})
+    assert parsed == fmsg.JobConfigMessage(
+        JobConfig(role="Backend Engineer", company="Acme", job_description="Build APIs.",
+                  interview_style="technical",
+                  extras=(("seniority", "Senior"), ("requirements", "Python; PostgreSQL"),
+                          ("salary", "120000"), ("remote", "yes"))),
+        used=("jobTitle", "companyName", "description", "style", "seniority", "requirements",
+              "salary", "remote"),
+        ignored=("id", "company_logo", "createdAt"))
+
+
+def test_a_job_config_nested_too_deeply_is_refused_not_dropped() -> None:
+    """A too-deep job_config still reaches the session (its receipt is logged) as refused."""
+    deep = "[" * 40 + "1" + "]" * 40
+    parsed = fmsg.parse_message('{"type": "job_config", "config": {"role": "x", "a": ' + deep + "}}")
+    assert isinstance(parsed, fmsg.JobConfigRefused) and "nested" in parsed.reason
 
 
 @pytest.mark.parametrize("role", [[], {}, ["user"]], ids=repr)

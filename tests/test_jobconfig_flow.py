@@ -25,7 +25,8 @@ async def test_config_before_call_is_queued_then_applied(relay: Relay) -> None:
     fe = await relay.frontend(f"/logs/{sid}")
     await fe.send_json({"type": "job_config", "config": CONFIG})
     ack = await fe.wait_for("job_config.ack")
-    assert ack == {"type": "job_config.ack", "sessionId": sid, "status": "queued"}
+    assert ack == {"type": "job_config.ack", "sessionId": sid, "status": "queued",
+                   "used": list(CONFIG), "ignored": []}
     call = await relay.call(f"/call/{sid}")
     await call.start()
     upstream = await relay.model.next_connection()
@@ -40,7 +41,7 @@ async def test_config_before_call_is_queued_then_applied(relay: Relay) -> None:
     assert session["audio"]["input"]["transcription"]["model"]
     assert [tool["name"] for tool in session["tools"]] == ["end_interview", "get_interview_time"]
     applied = await fe.wait_for("job_config.ack")
-    assert applied["status"] == "applied"
+    assert applied == {**ack, "status": "applied"}
     await call.hang_up()
     await relay.wait_idle()
 
@@ -126,14 +127,19 @@ async def test_invalid_config_is_refused_and_session_carries_on(relay: Relay) ->
     """A bad job_config gets an error naming the problem; a good one after it still works."""
     sid = str(uuid.uuid4())
     fe = await relay.frontend(f"/logs/{sid}")
-    await fe.send_json({"type": "job_config", "config": {"role": 42}})
-    err = await fe.wait_for("error")
-    assert err["code"] == "invalid_job_config" and "role" in err["message"]
-    await fe.send_json({"type": "job_config", "config": {"rol": "typo"}})
-    err = await fe.wait_for("error")
-    assert "rol" in err["message"]
-    await fe.send_json({"type": "job_config", "config": {"role": "Chef"}})
-    assert (await fe.wait_for("job_config.ack"))["status"] == "queued"
+    with capture_logs() as logs:
+        await fe.send_json({"type": "job_config", "config": {"role": 42}})
+        err = await fe.wait_for("error")
+        assert err["code"] == "invalid_job_config" and "role" in err["message"]
+        await fe.send_json({"type": "job_config", "config": {"role": "Chef", "notes": "n" * 2001}})
+        err = await fe.wait_for("error")
+        assert "notes" in err["message"]
+        await fe.send_json({"type": "job_config", "config": {"role": "Chef"}})
+        assert (await fe.wait_for("job_config.ack"))["status"] == "queued"
+    # Every receipt is logged, the refused ones too, before anything else is decided.
+    received = [e for e in logs if e["event"] == Ev.JOB_CONFIG_RECEIVED]
+    assert [e.get("refused", False) for e in received] == [True, True, False]
+    assert all(e["sessionId"] == sid for e in received)
     await fe.send_json({"type": "session.end"})
     await fe.wait_closed()
     await relay.wait_idle()
@@ -170,5 +176,30 @@ async def test_audio_for_frontends_only_when_asked(relay: Relay) -> None:
     await upstream.respond_with_audio(b"\xff" * 800, "Hi")
     delta = await listener.wait_for("response.output_audio.delta")
     assert delta["delta"]
+    await call.hang_up()
+    await relay.wait_idle()
+
+
+async def test_an_apps_own_job_object_reaches_the_model(relay: Relay) -> None:
+    """A job object as an app stores it: synonyms and details reach the prompt; the ack says what was used."""
+    sid = str(uuid.uuid4())
+    fe = await relay.frontend(f"/logs/{sid}")
+    job = {"id": "job_8f2", "jobTitle": "Site Reliability Engineer", "companyName": "Initech",
+           "description": "Keep the payments platform up.", "requirements": ["Linux", "Go"],
+           "seniority": "Senior", "location": {"city": "Austin"}, "createdAt": "2025-11-02"}
+    await fe.send_json({"type": "job_config", "config": job})
+    ack = await fe.wait_for("job_config.ack")
+    assert ack["status"] == "queued"
+    assert ack["used"] == ["jobTitle", "companyName", "description", "requirements", "seniority"]
+    assert ack["ignored"] == ["id", "location", "createdAt"]
+    call = await relay.call(f"/call/{sid}")
+    await call.start()
+    upstream = await relay.model.next_connection()
+    instructions = (await upstream.wait_for("session.update"))["session"]["instructions"]
+    for text in ("Site Reliability Engineer", "Initech", "Keep the payments platform up.",
+                 "requirements: Linux; Go", "seniority: Senior"):
+        assert text in instructions
+    assert "job_8f2" not in instructions and "Austin" not in instructions
+    await fe.wait_for("job_config.ack", lambda m: m["status"] == "applied")
     await call.hang_up()
     await relay.wait_idle()

@@ -43,7 +43,7 @@ from typing import Any, Concatenate, ParamSpec, assert_never
 
 import orjson
 
-from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details
+from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details, merge_details
 from relay.core.deadlines import Deadlines, Due, Limits
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
 from relay.core.instructions import PhoneSettings
@@ -56,7 +56,6 @@ from relay.logs import Ev, get_logger
 from relay.messages import frontend as fmsg
 from relay.messages import realtime as rt
 from relay.messages import twilio
-from relay.messages.jobconfig import jobconfig_summary
 
 
 class State(IntEnum):
@@ -345,10 +344,18 @@ class Session:
             return
         self._log.debug(Ev.FRONTEND_MESSAGE, frontend=fid, type=type(msg).__name__)
         match msg:
-            case fmsg.JobConfigMessage(config):
-                self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, **jobconfig_summary(config))
+            case fmsg.JobConfigMessage(config, used, ignored):
+                self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, used=list(used),
+                               ignored=list(ignored), voice=config.voice,
+                               has_instructions=config.instructions is not None)
                 self.config.set_job(config)
-                self._configure(fid, self.config.voice_details(config.voice))
+                details: Details = {"used": list(used), "ignored": list(ignored)} if used else {}
+                self._configure(fid, merge_details(details, self.config.voice_details(config.voice)))
+            case fmsg.JobConfigRefused(reason):
+                self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, refused=True)
+                self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid,
+                                  code="invalid_job_config")
+                self._to_frontends(fmsg.error("invalid_job_config", reason), fid)
             case fmsg.SessionUpdateMessage(session):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, via="session.update",
                                fields=sorted(session))

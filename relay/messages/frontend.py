@@ -18,7 +18,7 @@ import orjson
 from relay.errors import JobConfigError, MalformedMessage, UnknownMessage
 from relay.messages.depth import MAX_FRONTEND_DEPTH, depth_exceeds
 from relay.messages.dialect import session_to_ga
-from relay.messages.jobconfig import JobConfig, parse_job_config
+from relay.messages.jobconfig import JobConfig, read_job_config
 from relay.messages.overrides import vet_session
 
 
@@ -37,9 +37,18 @@ class FrontendType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class JobConfigMessage:
-    """The interview to run."""
+    """The interview to run, and which of the message's keys relay used and ignored."""
 
     config: JobConfig
+    used: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfigRefused:
+    """A job configuration relay cannot use (the session logs its receipt, then refuses it)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,8 @@ class ClientEvent:
 
 
 FrontendMessage = (
-    JobConfigMessage | SessionUpdateMessage | Activity | SessionEnd | AvatarAttach | ClientEvent
+    JobConfigMessage | JobConfigRefused | SessionUpdateMessage | Activity | SessionEnd
+    | AvatarAttach | ClientEvent
 )
 
 _MAX_TEXT = 8000
@@ -98,20 +108,27 @@ def parse_message(text: str) -> FrontendMessage:
         raise MalformedMessage("message is not valid JSON") from None
     if not isinstance(msg, dict):
         raise MalformedMessage("message is not a JSON object")
-    if depth_exceeds(msg, MAX_FRONTEND_DEPTH):
-        raise MalformedMessage(f"message is nested more than {MAX_FRONTEND_DEPTH} levels deep")
     raw_type = msg.get("type")
     try:
         kind = FrontendType(raw_type)
     except ValueError:
         shown = str(raw_type)[:60] if raw_type is not None else "(none)"
         raise UnknownMessage(f"message type {shown!r} is not accepted") from None
+    too_deep = f"message is nested more than {MAX_FRONTEND_DEPTH} levels deep"
+    if kind is FrontendType.JOB_CONFIG:
+        # A refused job configuration still reaches the session: its receipt is
+        # logged whatever it holds (the first thing to look for when the AI
+        # "did not get the job").
+        if depth_exceeds(msg, MAX_FRONTEND_DEPTH):
+            return JobConfigRefused(too_deep)
+        try:
+            reading = read_job_config(msg.get("config"))
+        except JobConfigError as exc:
+            return JobConfigRefused(str(exc))
+        return JobConfigMessage(reading.config, reading.used, reading.ignored)
+    if depth_exceeds(msg, MAX_FRONTEND_DEPTH):
+        raise MalformedMessage(too_deep)
     match kind:
-        case FrontendType.JOB_CONFIG:
-            try:
-                return JobConfigMessage(parse_job_config(msg.get("config")))
-            except JobConfigError as exc:
-                raise MalformedMessage(str(exc), code="invalid_job_config") from exc
         case FrontendType.SESSION_UPDATE:
             session = msg.get("session")
             if not isinstance(session, dict):

@@ -152,6 +152,8 @@ class Settings:
     #: How long a call to a tool a frontend declared waits for the frontend's
     #: ``function_call_output`` before relay answers the model with an error.
     frontend_tool_timeout_s: float = 30.0
+    #: Tell the model about the caller's key presses, as "The caller pressed 5".
+    dtmf_to_model: bool = True
 
     @property
     def bare_pairing_on(self) -> bool:
@@ -264,6 +266,7 @@ class Settings:
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),
             frontend_tool_timeout_s=reader.positive(
                 "RELAY_FRONTEND_TOOL_TIMEOUT_S", d.frontend_tool_timeout_s),
+            dtmf_to_model=reader.bool("RELAY_DTMF_TO_MODEL", d.dtmf_to_model),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -192,3 +192,14 @@ async def test_frontend_function_result_is_forwarded(relay: Relay) -> None:
     await relay.wait_idle()
 
 
+
+
+async def test_a_key_press_reaches_the_model_as_words(relay: Relay) -> None:
+    """DTMF from Twilio becomes "The caller pressed 5" for the model, and resets inactivity."""
+    fe, call, upstream = await live_call(relay)
+    await call.send_dtmf("5")
+    item = (await upstream.wait_for("conversation.item.create"))["item"]
+    assert item == {"type": "message", "role": "user",
+                    "content": [{"type": "input_text", "text": "The caller pressed 5"}]}
+    await call.hang_up()
+    await relay.wait_idle()

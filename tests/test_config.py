@@ -70,6 +70,7 @@ FULL_ENV = {
     "RELAY_BARE_PAIRING": "on",
     "RELAY_EVENT_LOOP": "asyncio",
     "RELAY_FRONTEND_TOOL_TIMEOUT_S": "4.5",
+    "RELAY_DTMF_TO_MODEL": "off",
 }
 
 INT_VARS = [
@@ -165,6 +166,7 @@ def test_every_variable_is_read() -> None:
         trust_proxy=True,
         bare_pairing="on",
         frontend_tool_timeout_s=4.5,
+        dtmf_to_model=False,
     )
     assert not settings.uses_local_model
 

@@ -164,14 +164,55 @@ def test_unknown_mark_is_ignored() -> None:
     assert playback.heard_ms(T0 + 0.0625) == 62
 
 
-def test_new_item_resets_tracking() -> None:
-    """Audio of a different item starts over: sent bytes, pending marks, play-out start."""
+def test_a_new_item_keeps_the_last_ones_pending_marks() -> None:
+    """Audio of a new item while the last one still plays: both are tracked, no mark forgotten."""
     playback = Playback()
-    playback.on_audio("item_1", INTERVAL_BYTES + 400, T0)
-    playback.on_audio("item_2", 400, T0 + 1)
-    assert playback.item_id == "item_2"
-    assert playback.sent_bytes == 400 and playback.marks_pending == 0
-    assert playback.heard_ms(T0 + 1 + 0.03125) == 31
+    playback.on_audio("item_1", INTERVAL_BYTES, T0)  # relay-1 at 100 ms of item_1
+    playback.on_audio("item_1", 400, T0)
+    assert playback.on_audio_done("item_1") == "relay-2"  # at 150 ms
+    playback.on_audio("item_2", 400, T0 + 0.01)
+    assert playback.items == ["item_1", "item_2"] and playback.marks_pending == 2
+    assert playback.item_id == "item_2" and playback.sent_bytes == 400
+    assert playback.on_mark("relay-1", T0 + 0.125) is False  # echoes of item_1 still count
+    assert playback.heard_ms(T0 + 0.125 + 0.03125) == 131  # still in item_1
+    assert playback.on_mark("relay-2", T0 + 0.1875) is False  # item_1 played; item_2 plays now
+    assert playback.items == ["item_2"]
+    assert playback.heard_ms(T0 + 0.1875 + 0.03125) == 31
+
+
+def test_heard_moves_on_to_the_next_item_at_real_time_speed() -> None:
+    """With no echo yet, the estimate runs through the first item, then into the next."""
+    playback = Playback()
+    playback.on_audio("item_1", 800, T0)  # 100 ms
+    playback.on_audio_done("item_1")
+    playback.on_audio("item_2", 800, T0)
+    assert playback.heard_ms(T0 + 0.0625) == 62  # item_1
+    assert playback._position(T0 + 0.125)[0].id == "item_2"  # type: ignore[index]
+    assert playback.heard_ms(T0 + 0.125) == 25
+    assert playback.heard_ms(T0 + 5) == 100  # capped at what was sent of item_2
+
+
+def test_an_item_sent_after_a_gap_plays_from_its_arrival() -> None:
+    """Twilio cannot play an item before it arrives: a late item's clock starts at its first chunk."""
+    playback = Playback()
+    playback.on_audio("item_1", 800, T0)
+    playback.on_audio_done("item_1")
+    playback.on_audio("item_2", 800, T0 + 1)
+    assert playback.heard_ms(T0 + 1.0625) == 62
+
+
+def test_barge_in_truncates_the_item_being_heard() -> None:
+    """A barge-in while item_1 still plays truncates item_1 at its offset, not item_2."""
+    playback = Playback()
+    for _ in range(3):
+        playback.on_audio("item_1", INTERVAL_BYTES, T0)  # relay-1..3
+    playback.on_audio_done("item_1")
+    playback.on_audio("item_2", INTERVAL_BYTES, T0)
+    playback.on_mark("relay-2", T0 + 0.25)  # 200 ms of item_1 heard
+    assert playback.barge_in(T0 + 0.25 + 0.0625) == Truncation("item_1", 262)
+    assert not playback.playing and playback.marks_pending == 0
+    assert playback.was_truncated("item_1") and playback.was_truncated("item_2")
+    assert not playback.was_truncated("item_3")
 
 
 # -- heard estimate and barge-in -------------------------------------------------------------------

@@ -898,7 +898,9 @@ class SessionMachine(RuleBasedStateMachine):
         delta = base64.b64encode(audio).decode()
         if unpadded:
             delta = delta.rstrip("=")
-        forwards = self.s.call is not None and not self.s.ended
+        # Audio of an item a barge-in cut off never plays again.
+        forwards = (self.s.call is not None and not self.s.ended
+                    and not self.s.playback.was_truncated(item_id))
         self.s.on_upstream_text(orjson.dumps({
             "type": "response.output_audio.delta", "response_id": "resp_1", "item_id": item_id,
             "output_index": 0, "content_index": 0, "delta": delta,

@@ -328,13 +328,36 @@ def test_repeated_stream_setup_is_logged_and_ignored() -> None:
     assert not session.effects
 
 
-def test_dtmf_counts_as_activity() -> None:
-    """A key press refreshes last_activity and sends nothing."""
+def test_dtmf_counts_as_activity_and_reaches_the_model_in_words() -> None:
+    """A key press refreshes last_activity and becomes a user text item for the model."""
     session, clock = live_session()
     clock.advance(5)
     session.on_call_message(twilio.Dtmf("5"))
     assert session.last_activity == clock.now
+    assert upstream(session) == [{"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "The caller pressed 5"}]}}]
+    assert not session.effects.call and not session.effects.frontend
+
+
+def test_dtmf_to_model_can_be_turned_off() -> None:
+    """With dtmf_to_model off, a key press is activity only."""
+    session, clock = live_session(dtmf_to_model=False)
+    clock.advance(5)
+    session.on_call_message(twilio.Dtmf("#"))
+    assert session.last_activity == clock.now and not session.effects
+
+
+def test_dtmf_before_the_model_is_open_or_odd_digits_send_nothing() -> None:
+    """Before the model connection opens, and for a digit no keypad has, nothing is sent."""
+    session, _ = make_session()
+    session.on_call_started(START)
+    session.effects.clear()
+    session.on_call_message(twilio.Dtmf("5"))
     assert not session.effects
+    live, _ = live_session()
+    live.on_call_message(twilio.Dtmf("x"))
+    assert not live.effects
 
 
 # -- job configuration ---------------------------------------------------------------------

@@ -2,15 +2,24 @@
 
 relay sends the model's audio to Twilio faster than real time; Twilio buffers
 it and plays it at 8 kHz μ-law, 8 bytes per millisecond. To know how much has
-played, relay sends a named ``mark`` after every ``mark_interval_ms`` of audio;
-Twilio echoes each mark once the audio before it has played (and echoes the
-pending ones at once after a ``clear``, so marks are forgotten on a clear).
+played, relay sends a named ``mark`` after every ``mark_interval_ms`` of audio
+and at the end of each item; Twilio echoes each mark once the audio before it
+has played (and echoes the pending ones at once after a ``clear``, so marks
+are forgotten on a clear).
+
+One response may hold several audio items, and a new item's audio may arrive
+while Twilio still plays the last one, so the buffer is tracked as a queue of
+items in play order, each with the bytes sent and the bytes a mark confirmed
+heard; a mark names its item. The caller is hearing the first item of the
+queue: from what its last echoed mark covers, plus what played since at
+real-time speed, moving on to the next item when one is exhausted.
 
 When the caller starts speaking over the model (barge-in), the model must be
-told how much of its answer was actually heard
-(``conversation.item.truncate.audio_end_ms``): the audio acknowledged by the
-last mark, plus what played since then at real-time speed, never more than
-relay has sent — and relay never sends more than the model generated.
+told how much of the item being heard was heard
+(``conversation.item.truncate.audio_end_ms``): never more than relay has sent
+of it — and relay never sends more than the model generated. Items cut off by
+a barge-in are remembered: the model keeps sending their audio for a moment,
+and none of it may reach the caller after the ``clear``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from collections import deque
 from dataclasses import dataclass
 
 BYTES_PER_MS = 8  # G.711 μ-law, 8 kHz, one byte per sample
+#: Items cut off by a barge-in that are remembered (their late audio is dropped).
+_TRUNCATED_KEPT = 32
 
 
 def b64_decoded_len(b64: str) -> int:
@@ -38,117 +49,168 @@ class Truncation:
     audio_end_ms: int
 
 
+@dataclass(slots=True)
+class _Item:
+    """One audio item in Twilio's buffer."""
+
+    id: str
+    first_at: float  # when its first chunk was sent
+    sent: int = 0  # bytes sent to Twilio
+    marked: int = 0  # bytes covered by the last mark sent
+    heard: int = 0  # bytes an echoed mark confirmed played
+    done: bool = False  # the model finished its audio
+
+
 class Playback:
-    """Tracks the model's current audio item through Twilio's buffer.
+    """Tracks the model's audio items through Twilio's buffer.
 
     Pure: callers pass the current monotonic time in seconds.
     """
 
-    __slots__ = (
-        "_acked_at",
-        "_acked_bytes",
-        "_mark_bytes",
-        "_marked_bytes",
-        "_pending",
-        "_seq",
-        "audio_done",
-        "item_id",
-        "sent_bytes",
-    )
+    __slots__ = ("_acked_at", "_items", "_mark_bytes", "_pending", "_seq", "_truncated")
 
     def __init__(self, mark_interval_ms: int = 100) -> None:
         self._mark_bytes = max(1, mark_interval_ms * BYTES_PER_MS)
         self._seq = 0
-        self._pending: deque[tuple[str, int]] = deque()
-        self._reset_item(None)
-
-    def _reset_item(self, item_id: str | None) -> None:
-        self.item_id = item_id
-        self.sent_bytes = 0
-        self._marked_bytes = 0
-        self._acked_bytes = 0
+        # In play order: the caller hears the first one.
+        self._items: deque[_Item] = deque()
+        # Marks sent and not echoed, oldest first: (name, item id, bytes of that item before it).
+        self._pending: deque[tuple[str, str, int]] = deque()
+        # When the first item's `heard` was confirmed (or its play-out began).
         self._acked_at = 0.0
-        self.audio_done = False
-        self._pending.clear()
+        self._truncated: deque[str] = deque(maxlen=_TRUNCATED_KEPT)
 
     @property
     def playing(self) -> bool:
         """Whether model audio is sent or in flight that the caller may not have heard."""
-        return self.item_id is not None
+        return bool(self._items)
 
     @property
     def marks_pending(self) -> int:
         """Marks sent to Twilio and not yet echoed back."""
         return len(self._pending)
 
+    @property
+    def item_id(self) -> str | None:
+        """The item audio is arriving for (the last in the buffer), if any."""
+        return self._items[-1].id if self._items else None
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes of :attr:`item_id` sent so far."""
+        return self._items[-1].sent if self._items else 0
+
+    @property
+    def audio_done(self) -> bool:
+        """Whether the model finished the audio of :attr:`item_id`."""
+        return bool(self._items) and self._items[-1].done
+
+    @property
+    def items(self) -> list[str]:
+        """The items in Twilio's buffer, in play order."""
+        return [item.id for item in self._items]
+
+    def was_truncated(self, item_id: str) -> bool:
+        """Whether a barge-in cut ``item_id`` off: its late audio must not be played."""
+        return item_id in self._truncated
+
     def on_audio(self, item_id: str, nbytes: int, now: float) -> str | None:
         """Record ``nbytes`` of ``item_id`` sent to Twilio.
 
         Returns the name of a mark to send after this audio, or None.
         """
-        if item_id != self.item_id:
-            self._reset_item(item_id)
-        if self.sent_bytes == 0:
-            # Play-out starts now; until the first mark comes back, elapsed
-            # time since the first chunk is the best estimate.
-            self._acked_at = now
-        self.sent_bytes += nbytes
-        if self.sent_bytes - self._marked_bytes >= self._mark_bytes:
-            return self._new_mark()
+        item = self._find(item_id)
+        if item is None:
+            if not self._items:
+                # Play-out starts now; until the first mark comes back, elapsed
+                # time since the first chunk is the best estimate.
+                self._acked_at = now
+            item = _Item(item_id, now)
+            self._items.append(item)
+        item.sent += nbytes
+        if item.sent - item.marked >= self._mark_bytes:
+            return self._new_mark(item)
         return None
 
     def on_audio_done(self, item_id: str) -> str | None:
         """The model finished this item's audio; returns the final mark to send.
 
         The final mark is sent even right after another one: its echo is what
-        says the whole answer has played (an ``end_interview`` waits for it).
+        says the whole item has played (an ``end_interview`` waits for it).
         """
-        if item_id != self.item_id:
+        item = self._find(item_id)
+        if item is None or item.done:
             return None
-        self.audio_done = True
-        return self._new_mark()
+        item.done = True
+        return self._new_mark(item)
 
-    def _new_mark(self) -> str:
+    def _find(self, item_id: str) -> _Item | None:
+        return next((item for item in self._items if item.id == item_id), None)
+
+    def _new_mark(self, item: _Item) -> str:
         self._seq += 1
         name = f"relay-{self._seq}"
-        self._marked_bytes = self.sent_bytes
-        self._pending.append((name, self.sent_bytes))
+        item.marked = item.sent
+        self._pending.append((name, item.id, item.sent))
         return name
 
     def on_mark(self, name: str, now: float) -> bool:
         """Twilio echoed mark ``name``.
 
-        Returns True when this completes the item: all its audio was generated,
-        sent and played. Unknown names (marks from before a clear) are ignored.
+        Returns True when this leaves nothing to play: every item was wholly
+        generated, sent and played. Unknown names (marks from before a clear)
+        are ignored.
         """
-        if not any(pending == name for pending, _ in self._pending):
+        if not any(pending == name for pending, _, _ in self._pending):
             return False
         while self._pending:
-            pending, nbytes = self._pending.popleft()
+            pending, item_id, nbytes = self._pending.popleft()
             if pending == name:
-                self._acked_bytes = nbytes
-                self._acked_at = now
                 break
-        if self.audio_done and not self._pending and self._acked_bytes >= self.sent_bytes:
-            self._reset_item(None)
-            return True
+        # Everything before the marked item has played; so has the item up to the mark.
+        while self._items and self._items[0].id != item_id:
+            self._items.popleft()
+        self._acked_at = now
+        if not self._items:
+            return False
+        front = self._items[0]
+        front.heard = nbytes
+        if front.done and front.heard >= front.sent:
+            self._items.popleft()
+            return not self._items
         return False
 
+    def _position(self, now: float) -> tuple[_Item, int] | None:
+        """The item being heard and how many of its bytes, best estimate."""
+        clock = self._acked_at
+        for index, item in enumerate(self._items):
+            start = item.heard if index == 0 else 0
+            if index > 0:
+                # Twilio played nothing of it before it arrived.
+                clock = max(clock, item.first_at)
+            played = max(0, int((now - clock) * 1000 * BYTES_PER_MS))
+            left = item.sent - start
+            if played < left or index == len(self._items) - 1:
+                return item, min(item.sent, start + played)
+            clock += left / (1000 * BYTES_PER_MS)
+        return None
+
     def heard_ms(self, now: float) -> int:
-        """Milliseconds of the current item the caller has heard, best estimate."""
-        if self.item_id is None:
-            return 0
-        since_ack = max(0.0, now - self._acked_at) * 1000 * BYTES_PER_MS
-        heard_bytes = min(self.sent_bytes, self._acked_bytes + int(since_ack))
-        return heard_bytes // BYTES_PER_MS
+        """Milliseconds of the item being heard that the caller has heard, best estimate."""
+        position = self._position(now)
+        return 0 if position is None else position[1] // BYTES_PER_MS
 
     def barge_in(self, now: float) -> Truncation | None:
-        """The caller spoke over the model: what to truncate, then forget the item.
+        """The caller spoke over the model: what to truncate, then forget every item.
 
-        Returns None when no model audio is playing.
+        Returns None when no model audio is playing. Every item in the buffer
+        is remembered as cut off, so its late audio is dropped.
         """
-        if self.item_id is None:
+        position = self._position(now)
+        if position is None:
             return None
-        truncation = Truncation(self.item_id, self.heard_ms(now))
-        self._reset_item(None)
-        return truncation
+        item, heard = position
+        self._truncated.extend(entry.id for entry in self._items)
+        self._items.clear()
+        self._pending.clear()
+        return Truncation(item.id, heard // BYTES_PER_MS)

@@ -103,6 +103,8 @@ class SessionOptions:
     limits: Limits = Limits()
     resume_buffer_events: int = 500
     max_avatars: int = 4
+    #: Tell the model about the caller's key presses (a short user text item).
+    dtmf_to_model: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class FrontendInfo:
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _GOODBYE = "Say a brief, warm goodbye to the candidate now, in one or two sentences."
 _APPEND = ('{"type":"input_audio_buffer.append","audio":"', '"}')
 
@@ -443,8 +446,15 @@ class Session:
             case twilio.Mark(name):
                 if self.playback.on_mark(name, self.clock()):
                     self._maybe_finish_farewell()
-            case twilio.Dtmf():
+            case twilio.Dtmf(digit):
                 self._touch()
+                if self.options.dtmf_to_model and self.model_ready and digit in _DTMF_DIGITS:
+                    # The model hears only audio, and a key press is none: say it in words.
+                    self._fx.upstream.append(orjson.dumps({
+                        "type": "conversation.item.create",
+                        "item": {"type": "message", "role": "user", "content": [
+                            {"type": "input_text", "text": f"The caller pressed {digit}"}]},
+                    }))
             case twilio.Stop():
                 self._log.info(Ev.CALL_STOPPED)
                 self._end(EndReason.CALLER_HUNG_UP)
@@ -510,6 +520,10 @@ class Session:
                 self._log.warning(Ev.BAD_INPUT, source="model", detail=exc.message)
             return
         kind = event["type"]
+        if type(typed) is rt.AudioDelta and self.playback.was_truncated(typed.item_id):
+            # The model keeps sending a cut-off item for a moment after the
+            # caller barged in: none of it may play after the clear.
+            return
         if type(typed) is rt.ModelError:
             # The model's own errors look like relay's: say whose it is.
             event = {**event, "source": "model"}

@@ -59,6 +59,7 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
             frontend_tool_timeout_s=settings.frontend_tool_timeout_s,
         ),
         resume_buffer_events=settings.resume_buffer_events,
+        dtmf_to_model=settings.dtmf_to_model,
     )
 
 

@@ -6,7 +6,9 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import aiohttp
+from structlog.testing import capture_logs
 
+from relay.logs import Ev
 from tests.conftest import Relay, RelayFactory
 
 
@@ -82,3 +84,21 @@ async def test_public_url_and_tools(make_relay: RelayFactory) -> None:
     names = [tool["name"] for tool in tools]
     assert "end_interview" in names
     assert all(tool["type"] == "function" and "parameters" in tool for tool in tools)
+
+
+async def test_public_url_without_public_url_is_where_relay_was_reached(relay: Relay) -> None:
+    """With PUBLIC_URL unset, /public-url answers the URL of the request (the app's check then passes)."""
+    assert await relay.get_json("/public-url") == {"publicUrl": f"http://127.0.0.1:{relay.server.port}"}
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "abc123.ngrok.app"}
+    async with aiohttp.ClientSession() as http, \
+            http.get(relay.http + "/public-url", headers=headers) as resp:
+        assert await resp.json() == {"publicUrl": "https://abc123.ngrok.app"}
+
+
+async def test_health_and_the_start_log_show_the_frontend_dialect(make_relay: RelayFactory) -> None:
+    """/health names the dialect frontends get by default, and so does the start-up line."""
+    with capture_logs() as logs:
+        relay = await make_relay(frontend_dialect="beta")
+    assert (await relay.get_json("/health"))["frontendDialect"] == "beta"
+    [started] = [e for e in logs if e["event"] == Ev.SERVER_STARTED]
+    assert started["frontendDialect"] == "beta"

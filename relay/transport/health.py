@@ -15,6 +15,7 @@ def health(state: AppState) -> dict[str, Any]:
     return {
         "status": "shutting_down" if state.shutting_down else "ok",
         "model": "local" if settings.uses_local_model else "openai",
+        "frontendDialect": settings.frontend_dialect,
         "sessions": counts["sessions"],
         "waitingFrontends": counts["waitingFrontends"],
         "connections": {

@@ -116,8 +116,12 @@ async def health(ctx: Context, request: Request, route: HttpRoute) -> Response:
 
 
 async def public_url(ctx: Context, request: Request, route: HttpRoute) -> Response:
-    """The configured public URL, as the reference demo's web app expects."""
-    return json_response(200, {"publicUrl": ctx.state.settings.public_url})
+    """``PUBLIC_URL``, else the URL this request reached relay at (as ``/twiml`` derives it).
+
+    The reference demo's web app checks that this URL answers; an empty one never would.
+    """
+    return json_response(200, {"publicUrl": ctx.state.settings.public_url
+                               or _public_from_request(request)})
 
 
 async def tools(ctx: Context, request: Request, route: HttpRoute) -> Response:

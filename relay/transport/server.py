@@ -148,7 +148,8 @@ class RelayServer:
         s = self.settings
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         self._log.info(Ev.SERVER_STARTED, host=s.host, port=self.port,
-                       model="local" if s.uses_local_model else "openai", loop=loop)
+                       model="local" if s.uses_local_model else "openai", loop=loop,
+                       frontendDialect=s.frontend_dialect)
         if s.uses_local_model:
             self._log.info(Ev.MODEL_LOCAL)
         else:

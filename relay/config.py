@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relay.errors import SettingsError
 
 DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,14 @@ class Settings:
     frontend_tool_timeout_s: float = 30.0
     #: Tell the model about the caller's key presses, as "The caller pressed 5".
     dtmf_to_model: bool = True
+    #: server_vad's ``idle_timeout_ms``: after this much silence following the
+    #: interviewer's turn, the model prompts the caller to go on (0: off).
+    vad_idle_timeout_ms: int = 0
+    #: Input noise reduction: ``near_field`` (a phone held to the ear),
+    #: ``far_field`` (a speakerphone) or empty (off).
+    noise_reduction: str = ""
+    #: The caller's language for transcription, ISO-639-1 (``en``); empty: detected.
+    transcription_language: str = ""
 
     @property
     def bare_pairing_on(self) -> bool:
@@ -267,6 +277,12 @@ class Settings:
             frontend_tool_timeout_s=reader.positive(
                 "RELAY_FRONTEND_TOOL_TIMEOUT_S", d.frontend_tool_timeout_s),
             dtmf_to_model=reader.bool("RELAY_DTMF_TO_MODEL", d.dtmf_to_model),
+            vad_idle_timeout_ms=reader.int("RELAY_VAD_IDLE_TIMEOUT_MS", d.vad_idle_timeout_ms),
+            noise_reduction=reader.choice(
+                "RELAY_NOISE_REDUCTION", "off", ("off", "near_field", "far_field")
+            ).replace("off", ""),
+            transcription_language=reader.language(
+                "RELAY_TRANSCRIPTION_LANGUAGE", d.transcription_language),
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -340,6 +356,12 @@ class _Reader:
         value = self.str(name, default)
         if not value.startswith(("ws://", "wss://")):
             raise SettingsError(f"{name} must be a ws:// or wss:// URL")
+        return value
+
+    def language(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        if value and not _LANGUAGE.fullmatch(value):
+            raise SettingsError(f"{name} must be an ISO-639-1 language code such as en, got {value!r}")
         return value
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:

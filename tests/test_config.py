@@ -71,6 +71,9 @@ FULL_ENV = {
     "RELAY_EVENT_LOOP": "asyncio",
     "RELAY_FRONTEND_TOOL_TIMEOUT_S": "4.5",
     "RELAY_DTMF_TO_MODEL": "off",
+    "RELAY_VAD_IDLE_TIMEOUT_MS": "8000",
+    "RELAY_NOISE_REDUCTION": "near_field",
+    "RELAY_TRANSCRIPTION_LANGUAGE": "en",
 }
 
 INT_VARS = [
@@ -167,6 +170,9 @@ def test_every_variable_is_read() -> None:
         bare_pairing="on",
         frontend_tool_timeout_s=4.5,
         dtmf_to_model=False,
+        vad_idle_timeout_ms=8000,
+        noise_reduction="near_field",
+        transcription_language="en",
     )
     assert not settings.uses_local_model
 
@@ -328,3 +334,13 @@ def test_non_websocket_realtime_url_is_refused() -> None:
     with pytest.raises(SettingsError, match="OPENAI_REALTIME_URL"):
         Settings.from_env({"OPENAI_REALTIME_URL": "https://api.openai.com/v1/realtime",
                            "OPENAI_API_KEY": KEY})
+
+
+def test_noise_reduction_off_and_language_checks() -> None:
+    """RELAY_NOISE_REDUCTION=off means none; a language that is not ISO-639-1 is refused by name."""
+    assert Settings.from_env({"RELAY_NOISE_REDUCTION": "off"}).noise_reduction == ""
+    assert Settings.from_env({"RELAY_NOISE_REDUCTION": "FAR_FIELD"}).noise_reduction == "far_field"
+    with pytest.raises(SettingsError, match="RELAY_NOISE_REDUCTION"):
+        Settings.from_env({"RELAY_NOISE_REDUCTION": "loud"})
+    with pytest.raises(SettingsError, match="RELAY_TRANSCRIPTION_LANGUAGE"):
+        Settings.from_env({"RELAY_TRANSCRIPTION_LANGUAGE": "English"})

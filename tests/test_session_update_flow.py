@@ -18,7 +18,7 @@ from relay_sim.twilio_call import SimulatedCall
 
 from relay.core.configuration import VOICE_LOCKED
 from relay.core.merge import merge_session
-from tests.conftest import Relay
+from tests.conftest import Relay, RelayFactory
 
 PCMU = {"type": "audio/pcmu"}
 
@@ -163,5 +163,36 @@ async def test_a_voice_change_after_the_model_spoke_is_reported_not_applied(rela
     other = await fe.wait_for("job_config.ack", lambda m: m["status"] == "applied")
     assert other["notApplied"][0]["field"] == "voice"
     assert not upstream.refused
+    await call.hang_up()
+    await relay.wait_idle()
+
+
+# -- GA settings a phone deployment wants --------------------------------------------------------
+
+
+async def test_phone_settings_reach_the_model(make_relay: RelayFactory) -> None:
+    """Idle timeout, noise reduction and the transcription language go into relay's session.update."""
+    relay = await make_relay(vad_idle_timeout_ms=8000, noise_reduction="near_field",
+                             transcription_language="de", transcription_model="gpt-4o-transcribe")
+    fe, call, upstream = await start(relay)
+    audio_in = next(e for e in upstream.received if e["type"] == "session.update")["session"]["audio"]["input"]
+    assert audio_in["turn_detection"]["type"] == "server_vad"
+    assert audio_in["turn_detection"]["idle_timeout_ms"] == 8000
+    assert audio_in["noise_reduction"] == {"type": "near_field"}
+    assert audio_in["transcription"] == {"model": "gpt-4o-transcribe", "language": "de"}
+    # idle_timeout_ms exists only on server_vad: a frontend's semantic_vad does not inherit it.
+    await fe.send_json({"type": "session.update", "session": {"turn_detection": {"type": "semantic_vad"}}})
+    live = (await upstream.wait_for("session.update"))["session"]["audio"]["input"]
+    assert live["turn_detection"] == {"type": "semantic_vad"}
+    await call.hang_up()
+    await relay.wait_idle()
+
+
+async def test_phone_settings_are_off_by_default(relay: Relay) -> None:
+    """By default relay sends no idle timeout, no noise reduction and no transcription language."""
+    fe, call, upstream = await start(relay)
+    audio_in = next(e for e in upstream.received if e["type"] == "session.update")["session"]["audio"]["input"]
+    assert "idle_timeout_ms" not in audio_in["turn_detection"] and "noise_reduction" not in audio_in
+    assert set(audio_in["transcription"]) == {"model"}
     await call.hang_up()
     await relay.wait_idle()

@@ -45,7 +45,13 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
     """The per-session knobs from the process settings."""
     return SessionOptions(
         tools=tuple(toolbox.schemas),
-        phone=PhoneSettings(voice=settings.voice, transcription_model=settings.transcription_model),
+        phone=PhoneSettings(
+            voice=settings.voice,
+            transcription_model=settings.transcription_model,
+            transcription_language=settings.transcription_language,
+            noise_reduction=settings.noise_reduction,
+            idle_timeout_ms=settings.vad_idle_timeout_ms,
+        ),
         greet_first=settings.greet_first,
         mark_interval_ms=settings.mark_interval_ms,
         pre_open_audio_frames=settings.pre_open_audio_frames,

@@ -164,6 +164,13 @@ class Settings:
     noise_reduction: str = ""
     #: The caller's language for transcription, ISO-639-1 (``en``); empty: detected.
     transcription_language: str = ""
+    #: Azure OpenAI instead of OpenAI: the resource endpoint
+    #: (``https://{resource}.openai.azure.com``), its key (sent as ``api-key``),
+    #: the realtime deployment's name and the API version.
+    azure_openai_endpoint: str = ""
+    azure_openai_api_key: str = field(default="", repr=False)
+    azure_openai_deployment: str = ""
+    azure_openai_api_version: str = "2025-08-28"
 
     @property
     def bare_pairing_on(self) -> bool:
@@ -187,11 +194,16 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         key = reader.str("OPENAI_API_KEY", "")
+        azure = reader.http_url("AZURE_OPENAI_ENDPOINT", "")
+        if azure and not (reader.str("AZURE_OPENAI_API_KEY", "")
+                          and reader.str("AZURE_OPENAI_DEPLOYMENT", "")):
+            raise SettingsError(
+                "AZURE_OPENAI_ENDPOINT needs AZURE_OPENAI_API_KEY and AZURE_OPENAI_DEPLOYMENT")
         model = reader.choice("RELAY_MODEL", "", ("", "openai", "local"))
         if not model:
-            model = "openai" if key else "local"
-        if model == "openai" and not key:
-            raise SettingsError("RELAY_MODEL=openai needs OPENAI_API_KEY")
+            model = "openai" if key or azure else "local"
+        if model == "openai" and not (key or azure):
+            raise SettingsError("RELAY_MODEL=openai needs OPENAI_API_KEY (or AZURE_OPENAI_ENDPOINT)")
         secret = reader.str("RELAY_AUTH_SECRET", "")
         if secret and len(secret.encode()) < 32:
             # RFC 7518 §3.2: an HS256 key must be at least 32 bytes.
@@ -283,6 +295,11 @@ class Settings:
             ).replace("off", ""),
             transcription_language=reader.language(
                 "RELAY_TRANSCRIPTION_LANGUAGE", d.transcription_language),
+            azure_openai_endpoint=azure,
+            azure_openai_api_key=reader.str("AZURE_OPENAI_API_KEY", ""),
+            azure_openai_deployment=reader.str("AZURE_OPENAI_DEPLOYMENT", ""),
+            azure_openai_api_version=reader.str(
+                "AZURE_OPENAI_API_VERSION", d.azure_openai_api_version),
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -350,6 +367,12 @@ class _Reader:
         value = self.int(name, default)
         if value > 65535:
             raise SettingsError(f"{name} must be a port number (0-65535), got {value}")
+        return value
+
+    def http_url(self, name: str, default: str) -> str:
+        value = self.str(name, default).rstrip("/")
+        if value and not value.startswith(("https://", "http://")):
+            raise SettingsError(f"{name} must be an https:// URL")
         return value
 
     def ws_url(self, name: str, default: str) -> str:

@@ -74,6 +74,10 @@ FULL_ENV = {
     "RELAY_VAD_IDLE_TIMEOUT_MS": "8000",
     "RELAY_NOISE_REDUCTION": "near_field",
     "RELAY_TRANSCRIPTION_LANGUAGE": "en",
+    "AZURE_OPENAI_ENDPOINT": "https://myres.openai.azure.com/",
+    "AZURE_OPENAI_API_KEY": "azure-key",
+    "AZURE_OPENAI_DEPLOYMENT": "gpt-realtime-prod",
+    "AZURE_OPENAI_API_VERSION": "2025-04-01-preview",
 }
 
 INT_VARS = [
@@ -173,6 +177,10 @@ def test_every_variable_is_read() -> None:
         vad_idle_timeout_ms=8000,
         noise_reduction="near_field",
         transcription_language="en",
+        azure_openai_endpoint="https://myres.openai.azure.com",
+        azure_openai_api_key="azure-key",
+        azure_openai_deployment="gpt-realtime-prod",
+        azure_openai_api_version="2025-04-01-preview",
     )
     assert not settings.uses_local_model
 

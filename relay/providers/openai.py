@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
@@ -65,7 +65,7 @@ def _describe(exc: BaseException) -> str:
 
 async def open_realtime(
     url: str,
-    api_key: str,
+    headers: Mapping[str, str],
     *,
     attempts: int,
     backoff_initial: float,
@@ -78,12 +78,14 @@ async def open_realtime(
 ) -> WireClientConnection:
     """Open a Realtime WebSocket, retrying what is worth retrying.
 
+    ``headers`` authenticate (``Authorization: Bearer …`` for OpenAI,
+    ``api-key`` for Azure; see :mod:`relay.providers.endpoints`); they are never logged.
+
     Raises:
         UpstreamConnectError: every attempt failed, or one failed for good.
             Its message says why (no secrets).
     """
     log = get_logger(sessionId=session_id)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     delays = backoff_delays(attempts, backoff_initial, backoff_max)
     attempt = 0
     while True:
@@ -92,7 +94,7 @@ async def open_realtime(
         try:
             conn = await connect(
                 url,
-                additional_headers=headers,
+                additional_headers=dict(headers),
                 create_connection=WireClientConnection,
                 open_timeout=open_timeout,
                 ping_interval=ping_interval,

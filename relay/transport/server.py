@@ -30,6 +30,7 @@ from relay.logs import Ev, get_logger
 from relay.providers.heygen import AvatarSessions
 from relay.providers.local import LocalModel
 from relay.providers.localpeer import LocalPeer
+from relay.providers.endpoints import realtime_endpoint
 from relay.providers.openai import open_realtime
 from relay.providers.twilio_rest import CallHangUp
 from relay.security.auth import SUBPROTOCOL
@@ -74,6 +75,7 @@ class RelayServer:
 
     def __init__(self, settings: Settings, *, toolbox: ToolBox | None = None) -> None:
         self.settings = settings
+        self._endpoint = realtime_endpoint(settings)
         toolbox = toolbox or default_toolbox()
         budget = settings.hangup_timeout_s
         # Attempts sized so retries fit the teardown's budget for provider calls.
@@ -159,7 +161,7 @@ class RelayServer:
         if s.uses_local_model:
             self._log.info(Ev.MODEL_LOCAL)
         else:
-            self._log.info(Ev.MODEL_OPENAI, url=s.openai_realtime_url)
+            self._log.info(Ev.MODEL_OPENAI, url=self._endpoint.url, provider=self._endpoint.provider)
         if not self.state.calls.configured:
             self._log.warning(Ev.NO_TWILIO_CREDENTIALS)
         if self.state.gate.verifier is None:
@@ -235,8 +237,8 @@ class RelayServer:
         if s.uses_local_model:
             return LocalPeer(LocalModel())
         return await open_realtime(
-            s.openai_realtime_url,
-            s.openai_api_key,
+            self._endpoint.url,
+            self._endpoint.headers,
             attempts=s.upstream_connect_attempts,
             backoff_initial=s.upstream_backoff_initial_s,
             backoff_max=s.upstream_backoff_max_s,

@@ -492,6 +492,7 @@ class RealtimeServer:
         refuse_status: The HTTP status of refused handshakes.
         never_open: Refuse every handshake.
         api_key: If set, require ``Authorization: Bearer <api_key>``, else answer 401.
+        key_header: ``api-key`` requires the key in Azure OpenAI's ``api-key`` header instead.
         model: The model named in sessions and in :attr:`url`.
 
     Attributes:
@@ -509,6 +510,7 @@ class RealtimeServer:
         refuse_status: int = 503,
         never_open: bool = False,
         api_key: str | None = None,
+        key_header: str = "authorization",
         model: str = "gpt-realtime",
     ) -> None:
         self.echo_audio = echo_audio
@@ -518,6 +520,7 @@ class RealtimeServer:
         self.refuse_status = refuse_status
         self.never_open = never_open
         self.api_key = api_key
+        self.key_header = key_header
         self.model = model
         self.connections: list[RealtimeConnection] = []
         self.attempts = 0
@@ -591,7 +594,12 @@ class RealtimeServer:
         if self.never_open or self.attempts <= self.refuse_first:
             return connection.respond(self.refuse_status, "Service unavailable (simulated)\n")
         if self.api_key is not None:
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            if self.key_header == "api-key":
+                # Azure OpenAI: the key itself, in its own header; a Bearer header is not it.
+                ok = request.headers.get("api-key") == self.api_key
+            else:
+                ok = request.headers.get("Authorization") == f"Bearer {self.api_key}"
+            if not ok:
                 return connection.respond(401, "Incorrect API key provided\n")
         return None
 

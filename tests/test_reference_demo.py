@@ -265,3 +265,83 @@ async def test_model_session_created_reaches_the_app(make_relay: RelayFactory) -
         await call.hang_up()
         await app.close()
         await relay.wait_idle()
+
+
+#: A tool as a user of the reference app declares it in the session panel (its own example,
+#: websocket-server/src/functionHandlers.ts), which the app then answers by hand.
+APP_TOOL = {
+    "type": "function",
+    "name": "get_weather_from_coords",
+    "description": "Get the current weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+        "required": ["latitude", "longitude"],
+    },
+}
+#: What the app's Save button sends (SessionConfigurationPanel.handleSave): these three, nothing else.
+APP_SAVE = {"type": "session.update", "session": {
+    "instructions": "You are a helpful assistant in a phone call.", "voice": "ash", "tools": [APP_TOOL]}}
+
+
+async def test_reference_app_saves_calls_and_answers_its_own_tool(make_relay: RelayFactory) -> None:
+    """Save, call, transcript, and a tool the app declared answered from its Function Calls panel."""
+    relay = await make_relay(frontend_dialect="beta", greet_first=True)
+    app = await relay.frontend("/logs", origin=RECORDING["frontend"]["origin"])
+    await app.send_json(APP_SAVE)
+    await app.wait_for("job_config.ack", lambda m: m["status"] == "queued", timeout=WAIT)
+    call = await relay.call("/call")
+    await call.start()
+    await app.wait_for("session.associated", timeout=WAIT)
+    model = await relay.model.next_connection(timeout=WAIT)
+    session = (await model.wait_for("session.update", timeout=WAIT))["session"]
+    assert session["instructions"] == APP_SAVE["session"]["instructions"]
+    assert session["audio"]["output"]["voice"] == "ash"
+    assert APP_TOOL in session["tools"] and "end_interview" in [t["name"] for t in session["tools"]]
+    await model.wait_for("response.create", timeout=WAIT)  # the greeting
+    await model.respond_with_audio(b"\xff" * 800, "Hi! How can I help?")
+
+    user = await model.speech_started("item_user_1")
+    await model.send_event({"type": "conversation.item.added", "previous_item_id": None, "item": {
+        "id": user, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
+        "content": [{"type": "input_audio", "transcript": None}]}})
+    await model.input_transcript(user, "What's the weather in Paris?")
+    call_id = await model.function_call("get_weather_from_coords", {"latitude": 48.85, "longitude": 2.35})
+
+    # The app's panel shows the pending call; the user types "sunny" and clicks Submit Response.
+    await app.wait_for("response.output_item.done", lambda m: m["item"]["type"] == "function_call",
+                       timeout=WAIT)
+    await app.wait_for("response.done", timeout=WAIT)
+    await app.send_json({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": call_id, "output": json.dumps("sunny")}})
+    await app.send_json({"type": "response.create"})
+    created = await model.wait_for("conversation.item.create", timeout=WAIT)
+    assert created["item"] == {"type": "function_call_output", "call_id": call_id, "output": '"sunny"'}
+    await model.wait_for("response.create", timeout=WAIT)
+    output_item = {"id": "item_out_1", "object": "realtime.item", **created["item"]}
+    for kind in ("conversation.item.added", "conversation.item.done"):
+        await model.send_event({"type": kind, "previous_item_id": None, "item": output_item})
+    await model.respond_with_audio(b"\xff" * 800, "It's sunny in Paris.")
+    await app.wait_for("response.audio_transcript.done",
+                       lambda m: m["transcript"] == "It's sunny in Paris.", timeout=WAIT)
+
+    # relay left the app's tool to the app: one output (the app's), one response.create for it.
+    outputs = [e for e in model.received if e["type"] == "conversation.item.create"]
+    assert [e["item"]["call_id"] for e in outputs] == [call_id]
+    assert [e["type"] for e in model.received].count("response.create") == 2  # greeting, answer
+
+    items: list[Item] = []
+    for message in app.received:
+        items = handle_realtime_event(message, items)
+    assert rendered_transcript(items) == [
+        {"role": "assistant", "text": "Hi! How can I help?"},
+        {"role": "user", "text": "What's the weather in Paris?"},
+        {"role": "assistant", "text": 'get_weather_from_coords({"latitude":48.85,"longitude":2.35})'},
+        {"role": "tool", "text": 'Function call response: "sunny"'},
+        {"role": "assistant", "text": "It's sunny in Paris."},
+    ]
+    calls = [it for it in items if it.get("type") == "function_call"]
+    assert [c["status"] for c in calls] == ["completed"]  # the panel shows it answered
+    await call.hang_up()
+    await app.close()
+    await relay.wait_idle()

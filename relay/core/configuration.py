@@ -29,6 +29,7 @@ import orjson
 
 from relay.core.instructions import PhoneSettings, build_instructions, build_session_update
 from relay.core.merge import merge_session
+from relay.messages.frontend import JobConfigMessage
 from relay.messages.jobconfig import JobConfig
 
 #: The largest the merged overrides of one session may grow (serialised):
@@ -88,6 +89,8 @@ class Refusal:
     acks: list[int]
     fallback: bytes | None
     not_applied: list[Note] = field(default_factory=list)
+    #: What to tell the frontends (all of them when there is a fallback, else ``acks``).
+    message: str = ""
 
 
 class Configuration:
@@ -153,6 +156,21 @@ class Configuration:
         """A new job configuration replaces the last one."""
         self.job_config = config
 
+    def take_job(self, message: JobConfigMessage) -> Details:
+        """A frontend's job configuration replaces the last one; what its acks will say."""
+        self.job_config = message.config
+        details: Details = ({"used": list(message.used), "ignored": list(message.ignored)}
+                            if message.used else {})
+        return merge_details(details, self.voice_details(message.config.voice))
+
+    def take_overrides(self, session: dict[str, Any]) -> Details | None:
+        """A frontend's overrides laid over the others; what its acks will say (None: too large)."""
+        if not self.merge_overrides(session):
+            return None
+        audio = session.get("audio")
+        output = audio.get("output") if isinstance(audio, dict) else None
+        return self.voice_details(output.get("voice") if isinstance(output, dict) else None)
+
     def merge_overrides(self, session: dict[str, Any]) -> bool:
         """Lay a frontend's vetted GA partial session over the overrides so far.
 
@@ -210,6 +228,11 @@ class Configuration:
             update["session"]["audio"]["input"]["turn_detection"] = None
         return self.record(update, acks, level)
 
+    def no_new_turns(self) -> bytes:
+        """The update that switches turn detection off (the interview is ending)."""
+        return self.record({"type": "session.update", "session": {
+            "type": "realtime", "audio": {"input": {"turn_detection": None}}}}, {})
+
     def record(self, update: dict[str, Any], acks: dict[int, Details],
                level: Fallback = Fallback.FULL) -> bytes:
         """Give ``update`` an ``event_id``, remember whom to acknowledge, serialise it."""
@@ -228,11 +251,19 @@ class Configuration:
         self._confirmed_overrides = sent.overrides
         return sent.acks
 
-    def on_refused(self, event_id: str | None, reason: str, *, farewell: bool) -> Refusal | None:
-        """The model refused the update ``event_id``; None if it was not one of relay's."""
+    def on_refused(self, event_id: str | None, message: str, param: str | None, *,
+                   farewell: bool) -> Refusal | None:
+        """The model refused the update ``event_id`` (naming ``param``); None if it was not relay's."""
         sent = next((entry for entry in self._awaiting if entry.event_id == event_id), None)
         if sent is None:
             return None
+        refusal = self._refused(sent, f"refused by the model: {message}", farewell)
+        what = f"the model refused {param or 'the configuration'}: {message}"
+        if refusal.fallback is not None:
+            what += "; relay's own configuration is in force, without the frontends' overrides"
+        return Refusal(refusal.acks, refusal.fallback, refusal.not_applied, what)
+
+    def _refused(self, sent: _Sent, reason: str, farewell: bool) -> Refusal:
         self._awaiting.remove(sent)
         lost = [{"field": name, "reason": reason} for name in _fields(sent.overrides)]
         if self._confirmed or any(entry.level > sent.level for entry in self._awaiting):

@@ -1,14 +1,18 @@
 """What a session decided: frames to send and things to do.
 
 :class:`~relay.core.session.Session` never touches a socket. Each of its input
-methods appends to an :class:`Effects`; the runner carries them out in order —
-sends first (call, model, frontends), then commands — and clears them.
+methods (decorated with :func:`hands_back`) appends to the session's
+:class:`Effects` and hands them back; the runner carries them out in order —
+sends first (call, model, frontends), then commands. Helpers the inputs call
+append to the same object; only inputs hand effects back.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +74,28 @@ class Effects:
         self.upstream.clear()
         self.frontend.clear()
         self.commands.clear()
+
+
+class _Deciding(Protocol):
+    _fx: Effects
+
+
+S = TypeVar("S", bound=_Deciding)
+P = ParamSpec("P")
+
+
+def hands_back(method: Callable[Concatenate[S, P], None]) -> Callable[Concatenate[S, P], Effects]:
+    """An input: run it, then hand back (and forget) every effect it decided on."""
+
+    @functools.wraps(method)
+    def input_method(self: S, *args: P.args, **kwargs: P.kwargs) -> Effects:
+        try:
+            method(self, *args, **kwargs)
+        except BaseException:
+            # Half-made decisions of a failed input are never performed.
+            self._fx = Effects()
+            raise
+        fx, self._fx = self._fx, Effects()
+        return fx
+
+    return input_method

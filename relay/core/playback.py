@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from relay.messages import twilio
+
 BYTES_PER_MS = 8  # G.711 μ-law, 8 kHz, one byte per sample
 #: Items cut off by a barge-in that are remembered (their late audio is dropped).
 _TRUNCATED_KEPT = 32
@@ -199,6 +201,21 @@ class Playback:
         """Milliseconds of the item being heard that the caller has heard, best estimate."""
         position = self._position(now)
         return 0 if position is None else position[1] // BYTES_PER_MS
+
+    # -- as Twilio frames -------------------------------------------------------------
+
+    def play(self, stream_sid: str, item_id: str, delta: str, now: float) -> list[bytes]:
+        """The frames that send a chunk of model audio (base64) to the caller, with a mark when due."""
+        frames = [twilio.media_message(stream_sid, delta)]
+        mark = self.on_audio(item_id, b64_decoded_len(delta), now)
+        if mark is not None:
+            frames.append(twilio.mark_message(stream_sid, mark))
+        return frames
+
+    def finish(self, stream_sid: str, item_id: str) -> list[bytes]:
+        """The frame of an item's final mark, once the model finished its audio."""
+        mark = self.on_audio_done(item_id)
+        return [] if mark is None else [twilio.mark_message(stream_sid, mark)]
 
     def barge_in(self, now: float) -> Truncation | None:
         """The caller spoke over the model: what to truncate, then forget every item.

@@ -26,28 +26,29 @@ States and transitions (each logged once, by :meth:`Session._set_state`)::
 
 What it is built from: :class:`~relay.core.configuration.Configuration`
 (what the model was asked for and confirmed), :class:`~relay.core.turns.Turns`
-(responses and tool-call batches), :class:`~relay.core.playback.Playback`
-(what the caller heard), :class:`~relay.core.deadlines.Deadlines` (reaping)
-and :class:`~relay.core.replay.Replay` (the resume buffer).
+(responses and tool-call batches), :class:`~relay.core.calls.ToolCalls` (who
+answers each function call), :class:`~relay.core.playback.Playback` (what the
+caller heard), :class:`~relay.core.deadlines.Deadlines` (reaping) and
+:class:`~relay.core.replay.Replay` (the resume buffer); its options and end
+reasons are in :mod:`relay.core.options`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import IntEnum, StrEnum
-from typing import Any, Concatenate, ParamSpec, assert_never
+from enum import IntEnum
+from typing import Any, assert_never
 
 import orjson
 
-from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details, merge_details
-from relay.core.deadlines import Deadlines, Due, Limits
-from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
-from relay.core.instructions import PhoneSettings
-from relay.core.playback import Playback, b64_decoded_len
+from relay.core.calls import ToolCalls
+from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details
+from relay.core.deadlines import Deadlines, Due
+from relay.core.effects import Effects, ModelEvent, OpenUpstream, Teardown, hands_back
+from relay.core.options import EndReason, FrontendInfo, SessionOptions
+from relay.core.playback import Playback
 from relay.core.replay import Message, Replay
 from relay.core.tools import Effect, ToolOutcome
 from relay.core.turns import Turns
@@ -56,6 +57,9 @@ from relay.logs import Ev, get_logger
 from relay.messages import frontend as fmsg
 from relay.messages import realtime as rt
 from relay.messages import twilio
+from relay.messages.realtime import append_event
+
+__all__ = ["EndReason", "FrontendInfo", "Session", "SessionOptions", "State", "append_event"]
 
 
 class State(IntEnum):
@@ -69,87 +73,10 @@ class State(IntEnum):
     ENDED = 6
 
 
-class EndReason(StrEnum):
-    """Why a session ended; sent to frontends and counted in /health."""
-
-    CALLER_HUNG_UP = "caller_hung_up"
-    CALL_DROPPED = "call_dropped"
-    FRONTEND_ENDED = "frontend_ended"
-    FRONTEND_LEFT = "frontend_left"
-    ABANDONED = "abandoned"
-    INTERVIEW_COMPLETED = "interview_completed"
-    UPSTREAM_FAILED = "upstream_failed"
-    UPSTREAM_CLOSED = "upstream_closed"
-    RESET = "reset"
-    SHUTDOWN = "shutdown"
-    STOPPED = "stopped"
-    SUPERSEDED = "superseded"
-    INACTIVITY = "inactivity"
-    MAX_DURATION = "max_duration"
-    INTERNAL_ERROR = "internal_error"
-    #: The node running the session stopped; another node ended it.
-    RELAY_LOST = "relay_lost"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOptions:
-    """Per-session knobs, taken from :class:`~relay.config.Settings`."""
-
-    tools: tuple[dict[str, Any], ...] = ()
-    phone: PhoneSettings = PhoneSettings()
-    greet_first: bool = True
-    mark_interval_ms: int = 100
-    pre_open_audio_frames: int = 250
-    limits: Limits = Limits()
-    resume_buffer_events: int = 500
-    max_avatars: int = 4
-    #: Tell the model about the caller's key presses (a short user text item).
-    dtmf_to_model: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendInfo:
-    """How one frontend wants its events."""
-
-    dialect: str = "ga"  # or "beta"
-    wants_audio: bool = False
-    #: Connected to a bare ``/logs`` (no session ID, no call SID).
-    bare: bool = False
-
-
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
-_GOODBYE = "Say a brief, warm goodbye to the candidate now, in one or two sentences."
-_APPEND = ('{"type":"input_audio_buffer.append","audio":"', '"}')
-
-P = ParamSpec("P")
-
-
-def append_event(payload: str) -> bytes:
-    """The model event carrying one caller audio frame (payload is base64).
-
-    Base64 needs no JSON escaping, so the hot path splices it in; anything with
-    a quote or backslash (never valid base64) is serialised properly instead.
-    """
-    if '"' in payload or "\\" in payload:
-        return orjson.dumps({"type": "input_audio_buffer.append", "audio": payload})
-    return (_APPEND[0] + payload + _APPEND[1]).encode()
-
-
-def _hands_back(method: Callable[Concatenate[Session, P], None]) -> Callable[Concatenate[Session, P], Effects]:
-    """An input: run it, then hand back (and forget) every effect it decided on."""
-
-    @functools.wraps(method)
-    def input_method(self: Session, *args: P.args, **kwargs: P.kwargs) -> Effects:
-        try:
-            method(self, *args, **kwargs)
-        except BaseException:
-            # Half-made decisions of a failed input are never performed.
-            self._fx = Effects()
-            raise
-        return self._take()
-
-    return input_method
+_GOODBYE = orjson.dumps({"type": "response.create", "response": {
+    "instructions": "Say a brief, warm goodbye to the candidate now, in one or two sentences."}})
 
 
 class Session:
@@ -190,14 +117,10 @@ class Session:
         self.playback = Playback(options.mark_interval_ms)
         self.replay = Replay(options.resume_buffer_events)
         self._held_audio: deque[str] = deque(maxlen=max(1, options.pre_open_audio_frames))
-        # Frontend-owned tool calls waiting for the app's output: call_id -> deadline.
-        self._frontend_calls: dict[str, float] = {}
+        self.calls = ToolCalls((tool["name"] for tool in options.tools),
+                               options.limits.frontend_tool_timeout_s, self.turns, self.deadlines)
         self._fx = Effects()
         self._log = get_logger(sessionId=session_id)
-
-    def _take(self) -> Effects:
-        fx, self._fx = self._fx, Effects()
-        return fx
 
     # -- state ----------------------------------------------------------------
 
@@ -227,7 +150,7 @@ class Session:
         """The job configuration in force (None until one is received)."""
         return self.config.job_config
 
-    @_hands_back
+    @hands_back
     def end(self, reason: EndReason) -> None:
         """End the session for ``reason``; does nothing if it is already ending.
 
@@ -265,7 +188,7 @@ class Session:
         """The earliest time :meth:`on_timer` must run, or None once ending."""
         return None if self.ended else self.deadlines.next()
 
-    @_hands_back
+    @hands_back
     def on_timer(self) -> None:
         """Act on every deadline that has passed (warnings, reaping, grace, farewell, tools)."""
         if self.ended:
@@ -274,11 +197,11 @@ class Session:
         for due in self.deadlines.due(now):
             match due:
                 case Due.INACTIVITY_WARNING:
-                    self._to_frontends({"type": "session.inactivity_warning", "sessionId": self.id,
-                                        "disconnectInMs": self.deadlines.inactivity_left_ms(now)})
+                    self._to_frontends(fmsg.inactivity_warning(
+                        self.id, self.deadlines.inactivity_left_ms(now)))
                 case Due.DURATION_WARNING:
-                    self._to_frontends({"type": "session.duration_warning", "sessionId": self.id,
-                                        "endsInMs": self.deadlines.duration_left_ms(now)})
+                    self._to_frontends(fmsg.duration_warning(
+                        self.id, self.deadlines.duration_left_ms(now)))
                 case Due.INACTIVITY:
                     self._end(EndReason.INACTIVITY)
                 case Due.MAX_DURATION:
@@ -289,18 +212,20 @@ class Session:
                 case Due.FAREWELL:
                     self._end(EndReason.INTERVIEW_COMPLETED)
                 case Due.TOOL:
-                    self._expire_frontend_calls(now)
+                    for call_id in self.calls.expire(self._fx, now):
+                        self._log.warning(Ev.TOOL_TIMED_OUT, callId=call_id[:64])
+                    self._maybe_finish_farewell()
                 case _ as unreachable:
                     assert_never(unreachable)
 
     def _touch(self) -> None:
         if self.deadlines.touch(self.clock()) and not self.ended:
             # The countdown the frontends show is over.
-            self._to_frontends({"type": "session.inactivity_warning_cleared", "sessionId": self.id})
+            self._to_frontends(fmsg.inactivity_warning_cleared(self.id))
 
     # -- frontends --------------------------------------------------------------
 
-    @_hands_back
+    @hands_back
     def add_frontend(self, fid: int, info: FrontendInfo) -> None:
         """A frontend joined; it learns at once if the call is already here."""
         self.frontends[fid] = info
@@ -312,18 +237,17 @@ class Session:
         if len(self.replay):
             missed, dropped = self.replay.drain()
             self._log.info(Ev.FRONTEND_RESUMED, missed=len(missed), dropped=dropped)
-            self._to_frontends({"type": "session.resumed", "sessionId": self.id,
-                                "missed": len(missed), "dropped": dropped}, fid)
+            self._to_frontends(fmsg.session_resumed(self.id, len(missed), dropped), fid)
             for message in missed:
                 self._to_frontends(message, fid)
         # Joining is activity; warnings are state, not history: after the
         # replay the frontend hears only what is in force now.
         self._touch()
         if "duration" in self.deadlines.warnings:
-            self._to_frontends({"type": "session.duration_warning", "sessionId": self.id,
-                                "endsInMs": self.deadlines.duration_left_ms(self.clock())}, fid)
+            self._to_frontends(fmsg.duration_warning(
+                self.id, self.deadlines.duration_left_ms(self.clock())), fid)
 
-    @_hands_back
+    @hands_back
     def remove_frontend(self, fid: int) -> None:
         """A frontend's connection closed (without ``session.end``)."""
         if self.frontends.pop(fid, None) is None or self.ended:
@@ -339,7 +263,7 @@ class Session:
             # configuration: keep it for the grace window.
             self.deadlines.start_grace(self.clock())
 
-    @_hands_back
+    @hands_back
     def on_frontend_message(self, fid: int, msg: fmsg.FrontendMessage) -> None:
         """A vetted message from frontend ``fid``."""
         self._touch()
@@ -351,9 +275,7 @@ class Session:
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, used=list(used),
                                ignored=list(ignored), voice=config.voice,
                                has_instructions=config.instructions is not None)
-                self.config.set_job(config)
-                details: Details = {"used": list(used), "ignored": list(ignored)} if used else {}
-                self._configure(fid, merge_details(details, self.config.voice_details(config.voice)))
+                self._configure(fid, self.config.take_job(msg))
             case fmsg.JobConfigRefused(reason):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, refused=True)
                 self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid,
@@ -362,9 +284,9 @@ class Session:
             case fmsg.SessionUpdateMessage(session):
                 self._log.info(Ev.JOB_CONFIG_RECEIVED, sessionId=self.id, via="session.update",
                                fields=sorted(session))
-                if self.config.merge_overrides(session):
-                    self._configure(fid, self.config.voice_details(
-                        session.get("audio", {}).get("output", {}).get("voice")))
+                details = self.config.take_overrides(session)
+                if details is not None:
+                    self._configure(fid, details)
                 else:
                     self._to_frontends(fmsg.error(
                         "config_too_large", "the configuration would grow past "
@@ -396,11 +318,9 @@ class Session:
         self._fx.upstream.append(data)
         item = event.get("item")
         if kind == "conversation.item.create" and isinstance(item, dict) \
-                and item.get("type") == "function_call_output":
-            call_id = item["call_id"]
-            if self._frontend_calls.pop(call_id, None) is not None:
-                self._reschedule_frontend_calls()
-                self._answered(call_id, continue_turn=True)
+                and item.get("type") == "function_call_output" \
+                and self.calls.on_frontend_output(self._fx, item["call_id"]):
+            self._maybe_finish_farewell()
 
     def _configure(self, fid: int, details: Details) -> None:
         if self.model_ready:
@@ -417,7 +337,7 @@ class Session:
 
     # -- the call -----------------------------------------------------------------
 
-    @_hands_back
+    @hands_back
     def on_call_started(self, start: twilio.Start) -> None:
         """Twilio's ``start`` arrived and the registry paired the call here."""
         if self.state is not State.WAITING:
@@ -434,7 +354,7 @@ class Session:
         self._to_frontends(fmsg.call_status_changed(self.id, "connected", start.stream_sid))
         self._fx.commands.append(OpenUpstream())
 
-    @_hands_back
+    @hands_back
     def on_call_message(self, msg: twilio.TwilioMessage) -> None:
         """A parsed Media Streams message after ``start``."""
         match msg:
@@ -450,11 +370,7 @@ class Session:
                 self._touch()
                 if self.options.dtmf_to_model and self.model_ready and digit in _DTMF_DIGITS:
                     # The model hears only audio, and a key press is none: say it in words.
-                    self._fx.upstream.append(orjson.dumps({
-                        "type": "conversation.item.create",
-                        "item": {"type": "message", "role": "user", "content": [
-                            {"type": "input_text", "text": f"The caller pressed {digit}"}]},
-                    }))
+                    self._fx.upstream.append(rt.user_text_event(f"The caller pressed {digit}"))
             case twilio.Stop():
                 self._log.info(Ev.CALL_STOPPED)
                 self._end(EndReason.CALLER_HUNG_UP)
@@ -463,7 +379,7 @@ class Session:
             case _ as unreachable:
                 assert_never(unreachable)
 
-    @_hands_back
+    @hands_back
     def on_call_media(self, payload: str) -> None:
         """One frame of caller audio (base64 μ-law)."""
         self._call_media(payload)
@@ -474,14 +390,14 @@ class Session:
         elif self.state is State.CONNECTING:
             self._held_audio.append(payload)
 
-    @_hands_back
+    @hands_back
     def on_call_closed(self) -> None:
         """The stream socket closed (after ``stop``, this changes nothing)."""
         self._end(EndReason.CALL_DROPPED)
 
     # -- the model ----------------------------------------------------------------
 
-    @_hands_back
+    @hands_back
     def on_upstream_open(self) -> None:
         """The model connection opened: configure it and release held audio."""
         if self.state is not State.CONNECTING:
@@ -493,7 +409,7 @@ class Session:
         while self._held_audio:
             self._fx.upstream.append(append_event(self._held_audio.popleft()))
 
-    @_hands_back
+    @hands_back
     def on_upstream_failed(self, detail: str) -> None:
         """No model connection could be opened, after every retry."""
         if self.ended:
@@ -501,12 +417,12 @@ class Session:
         self._to_frontends(fmsg.error("upstream_failed", detail))
         self._end(EndReason.UPSTREAM_FAILED)
 
-    @_hands_back
+    @hands_back
     def on_upstream_closed(self) -> None:
         """The model connection closed while the session was live."""
         self._end(EndReason.UPSTREAM_CLOSED)
 
-    @_hands_back
+    @hands_back
     def on_upstream_text(self, text: str) -> None:
         """One server event from the model, as JSON text."""
         if self.ended:
@@ -519,30 +435,27 @@ class Session:
             if self.malformed_model_events == 1:
                 self._log.warning(Ev.BAD_INPUT, source="model", detail=exc.message)
             return
-        kind = event["type"]
         if type(typed) is rt.AudioDelta and self.playback.was_truncated(typed.item_id):
             # The model keeps sending a cut-off item for a moment after the
             # caller barged in: none of it may play after the clear.
             return
-        if type(typed) is rt.ModelError:
-            # The model's own errors look like relay's: say whose it is.
-            event = {**event, "source": "model"}
-            text = orjson.dumps(event).decode()
+        kind = event["type"]
         # Forwarded before it is acted on: an event that ends the session (the
         # goodbye's response.done) must reach frontends before "ended" does.
-        self._to_frontends(ModelEvent(text, event, kind))
+        self._to_frontends(ModelEvent(*rt.for_frontends(text, event, typed), kind))
         if type(typed) is not rt.AudioDelta:
             self._log.debug(Ev.MODEL_EVENT, type=kind)
         self._on_model_event(typed)
 
     def _on_model_event(self, event: rt.RealtimeEvent) -> None:
         match event:
-            case rt.AudioDelta(item_id, delta):
-                self._on_output_audio(item_id, delta)
-            case rt.AudioDone(item_id):
-                mark = self.playback.on_audio_done(item_id)
-                if mark is not None and self.call is not None:
-                    self._fx.call.append(twilio.mark_message(self.call.stream_sid, mark))
+            case rt.AudioDelta(item_id, delta) if self.call is not None:
+                self.config.voice_locked = True
+                self.turns.had_audio = True
+                self.frames_out += 1
+                self._fx.call += self.playback.play(self.call.stream_sid, item_id, delta, self.clock())
+            case rt.AudioDone(item_id) if self.call is not None:
+                self._fx.call += self.playback.finish(self.call.stream_sid, item_id)
             case rt.SpeechStarted():
                 self._on_speech_started()
             case rt.ResponseCreated():
@@ -551,7 +464,9 @@ class Session:
                 self._fx.upstream += self.turns.on_done()
                 self._maybe_finish_farewell()
             case rt.FunctionCall(call_id, name, arguments):
-                self._on_function_call(call_id, name, arguments)
+                self._log.info(Ev.TOOL_CALL, tool=name[:60])
+                self.calls.on_call(self._fx, call_id, name, arguments,
+                                   self.config.frontend_tool_names, self.clock())
             case rt.SessionUpdated():
                 for fid, details in self.config.on_updated().items():
                     self._log.info(Ev.JOB_CONFIG_APPLIED)
@@ -561,104 +476,47 @@ class Session:
                 if code == "conversation_already_has_active_response":
                     self._fx.upstream += self.turns.on_refused()
                 self._on_refused_update(code, event_id, message, param)
-            case rt.Other():
-                pass
+            case rt.AudioDelta() | rt.AudioDone() | rt.Other():
+                pass  # no call to play audio to; or nothing to do
             case _ as unreachable:
                 assert_never(unreachable)
 
     def _on_refused_update(self, code: str | None, event_id: str | None, message: str,
                            param: str | None) -> None:
-        refused = self.config.on_refused(event_id, f"refused by the model: {message}",
+        refused = self.config.on_refused(event_id, message, param,
                                          farewell=self.state is State.FAREWELL)
         if refused is None:
             return
-        what = f"the model refused {param or 'the configuration'}: {message}"
         self._log.warning(Ev.JOB_CONFIG_REJECTED, code=code, param=param,
                           fallback=refused.fallback is not None)
         if refused.fallback is not None:
             # The session would stay on the API's default audio formats: the
             # caller would hear noise. relay's own configuration goes at once.
             self._fx.upstream.append(refused.fallback)
-            self._to_frontends(fmsg.error("config_rejected", what + "; relay's own configuration "
-                                          "is in force, without the frontends' overrides"))
-        else:
-            for fid in refused.acks:
-                self._to_frontends(fmsg.error("config_rejected", what), fid)
-
-    def _on_output_audio(self, item_id: str, delta: str) -> None:
-        if self.call is None:
-            return
-        self.config.voice_locked = True
-        self.turns.had_audio = True
-        self.frames_out += 1
-        sid = self.call.stream_sid
-        self._fx.call.append(twilio.media_message(sid, delta))
-        mark = self.playback.on_audio(item_id, b64_decoded_len(delta), self.clock())
-        if mark is not None:
-            self._fx.call.append(twilio.mark_message(sid, mark))
+        for fid in [None] if refused.fallback is not None else refused.acks:
+            self._to_frontends(fmsg.error("config_rejected", refused.message), fid)
 
     def _on_speech_started(self) -> None:
         self._touch()
         truncation = self.playback.barge_in(self.clock())
         if truncation is not None and self.call is not None:
             self._log.info(Ev.BARGE_IN, audioEndMs=truncation.audio_end_ms)
-            self._fx.upstream.append(orjson.dumps({
-                "type": "conversation.item.truncate",
-                "item_id": truncation.item_id,
-                "content_index": 0,
-                "audio_end_ms": truncation.audio_end_ms,
-            }))
+            self._fx.upstream.append(rt.truncate_event(truncation.item_id, truncation.audio_end_ms))
             self._fx.call.append(twilio.clear_message(self.call.stream_sid))
             self._maybe_finish_farewell()
 
     # -- tools ----------------------------------------------------------------------
 
-    def _on_function_call(self, call_id: str, name: str, arguments: str) -> None:
-        self._log.info(Ev.TOOL_CALL, tool=name[:60])
-        self.turns.call_opened(call_id, name)
-        own = {tool.get("name") for tool in self.options.tools}
-        if name not in own and name in self.config.frontend_tool_names:
-            # The app declared this tool: the app answers it (the reference
-            # demo's Function Calls panel), within the tool timeout.
-            self._frontend_calls[call_id] = (
-                self.clock() + self.options.limits.frontend_tool_timeout_s)
-            self._reschedule_frontend_calls()
-            return
-        self._fx.commands.append(RunTool(call_id, name, arguments))
-
-    def _reschedule_frontend_calls(self) -> None:
-        self.deadlines.tool_at = min(self._frontend_calls.values(), default=None)
-
-    def _expire_frontend_calls(self, now: float) -> None:
-        for call_id, at in list(self._frontend_calls.items()):
-            if at <= now:
-                del self._frontend_calls[call_id]
-                self._log.warning(Ev.TOOL_TIMED_OUT, callId=call_id[:64])
-                self._send_output(call_id, {"error": "the app did not answer this call in time"})
-                self._answered(call_id, continue_turn=True)
-        self._reschedule_frontend_calls()
-
-    @_hands_back
+    @hands_back
     def on_tool_result(self, call_id: str, outcome: ToolOutcome) -> None:
         """A tool call relay ran finished; answer the model and apply its effect."""
         if not self.model_ready:
             return
-        self._send_output(call_id, dict(outcome.output))
-        if outcome.effect is Effect.END_INTERVIEW:
-            self._answered(call_id, continue_turn=False)
+        ending = outcome.effect is Effect.END_INTERVIEW
+        self.calls.answer(self._fx, call_id, dict(outcome.output),
+                          continue_turn=not ending and self.state is State.LIVE)
+        if ending:
             self._begin_farewell()
-        else:
-            self._answered(call_id, continue_turn=self.state is State.LIVE)
-
-    def _send_output(self, call_id: str, output: dict[str, Any]) -> None:
-        self._fx.upstream.append(orjson.dumps({
-            "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": call_id,
-                     "output": orjson.dumps(output).decode()},
-        }))
-
-    def _answered(self, call_id: str, *, continue_turn: bool) -> None:
-        self._fx.upstream += self.turns.call_answered(call_id, continue_turn=continue_turn)
         self._maybe_finish_farewell()
 
     # -- the farewell -------------------------------------------------------------
@@ -669,22 +527,12 @@ class Session:
         self._set_state(State.FAREWELL)
         self._log.info(Ev.FAREWELL)
         self.deadlines.start_farewell(self.clock())
-        self.turns.forget_calls()
-        self._frontend_calls.clear()
-        self._reschedule_frontend_calls()
+        self.calls.forget()
         # No new turns: the caller's next words must not start another answer.
-        self._fx.upstream.append(self.config.record(
-            {"type": "session.update",
-             "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}},
-            {},
-        ))
+        self._fx.upstream.append(self.config.no_new_turns())
         if not self.turns.had_audio and not self.playback.playing:
             # The model ended without a goodbye: ask for one.
-            self._fx.upstream += self.turns.request(orjson.dumps(
-                {"type": "response.create", "response": {"instructions": _GOODBYE}}
-            ))
-        else:
-            self._maybe_finish_farewell()
+            self._fx.upstream += self.turns.request(_GOODBYE)
 
     def _maybe_finish_farewell(self) -> None:
         if self.state is State.FAREWELL and not self.turns.busy and not self.playback.playing:

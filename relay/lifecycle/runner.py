@@ -27,7 +27,7 @@ from typing import Any, Concatenate, ParamSpec
 import orjson
 
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
-from relay.core.session import EndReason, FrontendInfo, Session, State, append_event
+from relay.core.session import EndReason, FrontendInfo, Session, State
 from relay.core.tools import ToolBox, ToolContext, ToolOutcome
 from relay.errors import BadInput, UpstreamConnectError
 from relay.lifecycle.ports import Peer
@@ -36,7 +36,7 @@ from relay.messages import frontend as fmsg
 from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 from relay.messages.dialect import event_to_beta
-from relay.messages.realtime import AUDIO_DELTA
+from relay.messages.realtime import AUDIO_DELTA, append_event
 
 ConnectUpstream = Callable[[str], Awaitable[Peer]]
 #: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.

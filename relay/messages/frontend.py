@@ -237,6 +237,28 @@ def call_status_changed(
     }
 
 
+def inactivity_warning(session_id: str, disconnect_in_ms: int) -> dict[str, Any]:
+    """No activity for a while: the session ends in ``disconnect_in_ms`` without any."""
+    return {"type": "session.inactivity_warning", "sessionId": session_id,
+            "disconnectInMs": disconnect_in_ms}
+
+
+def inactivity_warning_cleared(session_id: str) -> dict[str, Any]:
+    """Activity after an inactivity warning: its countdown is over."""
+    return {"type": "session.inactivity_warning_cleared", "sessionId": session_id}
+
+
+def duration_warning(session_id: str, ends_in_ms: int) -> dict[str, Any]:
+    """The session reaches its hard cap in ``ends_in_ms``."""
+    return {"type": "session.duration_warning", "sessionId": session_id, "endsInMs": ends_in_ms}
+
+
+def session_resumed(session_id: str, missed: int, dropped: int) -> dict[str, Any]:
+    """A frontend reattached: ``missed`` messages follow; ``dropped`` older ones were not kept."""
+    return {"type": "session.resumed", "sessionId": session_id, "missed": missed,
+            "dropped": dropped}
+
+
 def error(code: str, message: str) -> dict[str, Any]:
     """Input relay refused, or a failure the user should know about.
 

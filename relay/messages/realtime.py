@@ -1,4 +1,4 @@
-"""The model's server events that relay acts on, typed; everything else is forwarded as is.
+"""The model's server events that relay acts on, typed; and the client events relay writes.
 
 The OpenAI Realtime API (GA) sends JSON events with a string ``type``. relay
 forwards every well-formed event to the session's frontends and acts on a
@@ -6,7 +6,9 @@ handful of them; :func:`parse_event` turns one event's text into the decoded
 object and a small typed value, so the session dispatches with ``match`` and
 ``assert_never`` instead of comparing strings. An event whose ``type`` is not
 a string is malformed (:class:`~relay.errors.MalformedMessage`): relay neither
-acts on it nor forwards it.
+acts on it nor forwards it. The client events relay itself sends the model
+(beyond ``session.update``, see :mod:`relay.core.instructions`) are built at the
+end, so their GA shapes live in one place.
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ def parse_event(text: str) -> tuple[dict[str, Any], RealtimeEvent]:
     return event, classify(kind, event)
 
 
+def for_frontends(text: str, event: dict[str, Any], typed: RealtimeEvent,
+                  ) -> tuple[str, dict[str, Any]]:
+    """The event as frontends get it: as sent, but the model's errors say ``source: "model"``.
+
+    relay's own ``error`` messages say ``source: "relay"``; without the mark the
+    two look alike.
+    """
+    if type(typed) is not ModelError:
+        return text, event
+    marked = {**event, "source": "model"}
+    return orjson.dumps(marked).decode(), marked
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -149,3 +164,43 @@ def classify(kind: str, event: dict[str, Any]) -> RealtimeEvent:
         return ModelError(_str(detail.get("code")), str(detail.get("message") or "")[:300],
                           _str(detail.get("event_id")), _str(detail.get("param")))
     return Other(kind)
+
+
+# -- relay → model ---------------------------------------------------------------
+
+_APPEND = ('{"type":"input_audio_buffer.append","audio":"', '"}')
+
+
+def append_event(payload: str) -> bytes:
+    """The model event carrying one caller audio frame (payload is base64).
+
+    Base64 needs no JSON escaping, so the hot path splices it in; anything with
+    a quote or backslash (never valid base64) is serialised properly instead.
+    """
+    if '"' in payload or "\\" in payload:
+        return orjson.dumps({"type": "input_audio_buffer.append", "audio": payload})
+    return (_APPEND[0] + payload + _APPEND[1]).encode()
+
+
+
+def function_output_event(call_id: str, output: Any) -> bytes:
+    """``conversation.item.create`` answering a function call (``output`` as JSON text)."""
+    return orjson.dumps({
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id,
+                 "output": orjson.dumps(output).decode()},
+    })
+
+
+def user_text_event(text: str) -> bytes:
+    """``conversation.item.create`` with a user message of one ``input_text`` part."""
+    return orjson.dumps({
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+    })
+
+
+def truncate_event(item_id: str, audio_end_ms: int) -> bytes:
+    """``conversation.item.truncate``: the caller heard ``audio_end_ms`` of the item's audio."""
+    return orjson.dumps({"type": "conversation.item.truncate", "item_id": item_id,
+                         "content_index": 0, "audio_end_ms": audio_end_ms})

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
-from relay.errors import Forbidden, PairingRefused
+from relay.errors import FleetUnavailable, Forbidden, PairingRefused
 from relay.lifecycle import reporting
 from relay.lifecycle.directory import Directory
 from relay.lifecycle.memory import MemoryDirectory
@@ -78,6 +78,8 @@ class Registry:
         self.remote: Remote | None = None
         self.reporting = reporting.Reporting()
         self._sweeper: asyncio.Task[None] | None = None
+        # Releases that could not reach the directory (fleet store away), retried.
+        self._unreleased: list[tuple[str, str | None, str | None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._log = get_logger(component="registry")
 
@@ -203,6 +205,10 @@ class Registry:
             runner.detach_frontend(fid)
         else:
             attached.detach()
+
+    def hold_for_remote(self, conn: Peer, attachment: Attachment) -> None:
+        """A local socket now belongs to a session another node owns (it moved there)."""
+        self._attachments[conn] = attachment
 
     def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
                         user_id: str | None) -> PairingRefused | None:
@@ -340,8 +346,13 @@ class Registry:
         # Only an interview that happened is over for good; a session that
         # ended before its call came may be named again by that call.
         reason = session.end_reason.value if session.end_reason else "unknown"
-        await self.directory.release(session.id, session.user_id,
-                                     ended_reason=reason if session.call else None)
+        try:
+            await self.directory.release(session.id, session.user_id,
+                                         ended_reason=reason if session.call else None)
+        except FleetUnavailable:
+            # The shared store is away: release it once the store is back.
+            self._unreleased.append((session.id, session.user_id,
+                                     reason if session.call else None))
         if runner.kept_frontends:
             await self._rehome(runner)
 
@@ -367,11 +378,15 @@ class Registry:
                 link.conn.close_soon(exc.code, str(exc))
             return
         runner.session.config.carry_over(old.session.config)
+        # A page may have closed while the new session was being made.
+        links = [link for link in links if link.conn.is_open]
         self._log.info(Ev.FRONTEND_REHOMED, sessionId=runner.id, previous=old.id,
                        frontends=len(links))
         for link in links:
             fid = runner.attach_frontend(link.conn, link.info)
             self._attachments[link.conn] = (runner, fid)
+        if not links:
+            runner.end(EndReason.FRONTEND_LEFT)
 
     async def end_all(self, reason: EndReason) -> int:
         """End every session for ``reason`` and wait for their teardowns.
@@ -451,6 +466,17 @@ class Registry:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+            await self.retry_releases()
+
+    async def retry_releases(self) -> None:
+        """Release what could not be released while the directory was unreachable."""
+        while self._unreleased:
+            session_id, user_id, reason = self._unreleased[0]
+            try:
+                await self.directory.release(session_id, user_id, ended_reason=reason)
+            except FleetUnavailable:
+                return
+            self._unreleased.pop(0)
 
     def sweep(self) -> int:
         """Act on every passed deadline now; returns how many sessions it ended.

@@ -23,7 +23,7 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from relay.errors import AvatarApiError, Forbidden
+from relay.errors import AvatarApiError, FleetUnavailable, Forbidden
 from relay.lifecycle.registry import valid_session_id
 from relay.messages.twiml import connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
@@ -247,6 +247,8 @@ async def answer(ctx: Context, request: Request, route: HttpRoute) -> Response:
             response = await endpoint.handler(ctx, request, route)
         except AuthError as exc:
             response = error_response(exc.status, error_code(exc.status), exc.message)
+        except FleetUnavailable as exc:
+            response = error_response(503, "fleet_unavailable", str(exc))
     for name, value in cors_headers(ctx.state, request).items():
         response.headers[name] = value
     return response

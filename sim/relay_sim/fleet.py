@@ -37,8 +37,8 @@ __all__ = ["Fleet", "HAProxy", "ProcessError", "RedisServer", "RelayNode", "chec
 class Fleet:
     """Redis, N relay nodes and HAProxy in front, as one async context manager.
 
-    On exit everything is stopped: HAProxy, then the nodes (SIGTERM and their drain, or SIGKILL
-    at once when the body raised), then Redis. Use :attr:`url` (through HAProxy) like a single
+    On exit everything is stopped: the nodes first (SIGTERM, and their drain reaches the peers
+    through HAProxy), then HAProxy, then Redis; when the body raised, all are SIGKILLed at once. Use :attr:`url` (through HAProxy) like a single
     relay's URL, or a node's own :attr:`RelayNode.url` to bypass HAProxy.
 
     Args:
@@ -159,15 +159,16 @@ class Fleet:
             except Exception as exc:  # keep stopping the rest; raise the first error after
                 errors.append(exc)
 
-        if self.haproxy is not None:
-            await attempt(self.haproxy.kill() if kill else self.haproxy.stop())
+        if kill and self.haproxy is not None:
+            await attempt(self.haproxy.kill())
+        # The nodes drain while HAProxy still carries their sockets and Redis still answers.
         stops = [node.kill() if kill else node.terminate(self.stop_timeout)
                  for node in self.nodes]
         await asyncio.gather(*(attempt(stop) for stop in stops))
+        if self.haproxy is not None:
+            await attempt(self.haproxy.stop())  # also removes its temporary directory
         if self.redis is not None:
             await attempt(self.redis.stop())
-        if self.haproxy is not None and kill:
-            await attempt(self.haproxy.stop())  # removes its temporary directory
         if errors:
             raise errors[0]
 

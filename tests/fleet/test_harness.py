@@ -18,7 +18,7 @@ import aiohttp
 import psutil
 import pytest
 from aiohttp import web
-from relay_sim.fleet import Fleet, HAProxy, RedisServer, RelayNode
+from relay_sim.fleet import Fleet, HAProxy, RedisServer
 from relay_sim.frontend import SimulatedFrontend
 from relay_sim.processes import ProcessError, free_port, group_members, poll
 from relay_sim.twilio_call import SimulatedCall
@@ -33,13 +33,25 @@ Peer = SimulatedFrontend | SimulatedCall
 
 
 async def holders(fleet: Fleet) -> dict[str, dict[str, dict[str, Any]]]:
-    """Session ID → node ID → that node's row for the session."""
+    """Session ID → node ID → that node's row for the session.
+
+    A row that names its node (a fleet-wide view) counts for that node, not for the one asked.
+    """
+    names = {alias: node.node_id for node in fleet.nodes
+             for alias in (node.node_id, node.address)}
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for node in fleet.nodes:
         if node.running:
             for row in await node.sessions():
-                found.setdefault(row["sessionId"], {})[node.node_id] = row
+                owner = names.get(row.get("node", node.node_id), row.get("node"))
+                found.setdefault(row["sessionId"], {})[owner] = row
     return found
+
+
+async def connections(fleet: Fleet) -> dict[str, dict[str, int]]:
+    """Node ID → the connections it holds itself, by kind (its /health)."""
+    return {node.node_id: (await node.health())["connections"]
+            for node in fleet.nodes if node.running}
 
 
 async def wait_placed(fleet: Fleet, sids: Iterable[str], frontends: int,
@@ -87,6 +99,11 @@ async def test_a_call_and_its_frontends_meet_on_one_node(fleet: Fleet, peers: li
     calls = {sid: await open_session(fleet.url, sid, peers) for sid in sids}
     where = await wait_placed(fleet, sids, frontends=2, call=True)
     assert set(where.values()) == {"n1", "n2"}, where  # both nodes take sessions
+    # Each connection landed on its session's node itself (none was bridged from another).
+    held = await connections(fleet)
+    for node_id in ("n1", "n2"):
+        placed = sum(1 for sid in sids if where[sid] == node_id)
+        assert held[node_id]["frontend"] == 2 * placed and held[node_id]["call"] == placed, held
     sessions = await holders(fleet)
     for sid, call in calls.items():
         assert sessions[sid][where[sid]]["callSid"] == call.call_sid
@@ -100,18 +117,31 @@ async def test_callsid_parameter_routes_like_the_path_segment(fleet: Fleet) -> N
     """/logs?callSid=X reaches the node that /logs/X reaches."""
     for _ in range(8):
         value = "CA" + uuid.uuid4().hex
-        async with await SimulatedFrontend.connect(fleet.url, f"/logs/{value}") as by_path:
-            (node_id,) = (await wait_placed(fleet, [value], frontends=1, call=False)).values()
-            async with await SimulatedFrontend.connect(fleet.url, f"/logs?callSid={value}"):
-                await poll(functools.partial(_frontends, fleet.node(node_id), 2), WAIT,
-                           f"both frontends on {node_id}", interval=0.05)
-            assert not by_path.is_closed
-        for node in fleet.nodes:
-            await poll(functools.partial(_frontends, node, 0), WAIT, "frontends to close", 0.05)
+        reached = []
+        for path in (f"/logs?callSid={value}", f"/logs/{value}"):
+            async with await SimulatedFrontend.connect(fleet.url, path):
+                reached.append(await the_node_with_a_frontend(fleet))
+            await poll(functools.partial(_no_frontend, fleet), WAIT, "the frontend to close",
+                       interval=0.05)
+        assert reached[0] == reached[1], (value, reached)
 
 
-async def _frontends(node: RelayNode, count: int) -> bool:
-    return bool((await node.health())["connections"]["frontend"] == count)
+async def the_node_with_a_frontend(fleet: Fleet) -> str:
+    """Wait until exactly one node holds a frontend connection; its ID."""
+    found: list[str] = []
+
+    async def one() -> bool:
+        nonlocal found
+        found = [node.node_id for node in fleet.nodes
+                 if (await node.health())["connections"]["frontend"] == 1]
+        return len(found) == 1
+
+    await poll(one, WAIT, "one node with the frontend", interval=0.05)
+    return found[0]
+
+
+async def _no_frontend(fleet: Fleet) -> bool:
+    return not any([(await node.health())["connections"]["frontend"] for node in fleet.nodes])
 
 
 async def test_a_killed_node_is_marked_down_and_its_sessions_go_to_the_survivor(
@@ -131,6 +161,7 @@ async def test_a_killed_node_is_marked_down_and_its_sessions_go_to_the_survivor(
         await open_session(fleet.url, sid, peers)
     where = await wait_placed(fleet, on_n1 + fresh, frontends=2, call=True)
     assert set(where.values()) == {"n2"}
+    assert (await connections(fleet))["n2"]["call"] == len(on_n1 + fresh)
 
 
 async def test_a_node_that_just_died_is_skipped_before_its_check_fails(peers: list[Peer]) -> None:

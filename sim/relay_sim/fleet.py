@@ -38,8 +38,9 @@ class Fleet:
     """Redis, N relay nodes and HAProxy in front, as one async context manager.
 
     On exit everything is stopped: the nodes first (SIGTERM, and their drain reaches the peers
-    through HAProxy), then HAProxy, then Redis; when the body raised, all are SIGKILLed at once. Use :attr:`url` (through HAProxy) like a single
-    relay's URL, or a node's own :attr:`RelayNode.url` to bypass HAProxy.
+    through HAProxy), then HAProxy, then Redis; when the body raised, all are SIGKILLed at once.
+    Use :attr:`url` (through HAProxy) like a single relay's URL, or a node's own
+    :attr:`RelayNode.url` to bypass HAProxy.
 
     Args:
         nodes: How many (named ``n1``, ``n2``, …), or their IDs.

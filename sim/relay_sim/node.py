@@ -154,18 +154,28 @@ class RelayNode:
         """SIGTERM it and wait for its drain (SIGKILL after ``timeout``); its exit status."""
         return await self.child.terminate(timeout) if self.child else None
 
-    async def get(self, path: str, *, token: str | None = None, timeout: float = 5.0) -> Any:
-        """``GET path`` on this node; the JSON answer (any status).
+    async def request(self, method: str, path: str, *, json_body: Any = None,
+                      token: str | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+        """``method path`` on this node; the status and the JSON answer (None if not JSON).
 
         Args:
-            token: Sent as ``Authorization: Bearer …`` (default: its RELAY_ADMIN_TOKEN, if set).
+            token: Sent as ``Authorization: Bearer …`` (default: its RELAY_ADMIN_TOKEN, if set;
+                ``""`` sends none).
         """
         token = self.env.get("RELAY_ADMIN_TOKEN") if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with aiohttp.ClientSession() as http, http.get(
-                self.http + path, headers=headers,
+        async with aiohttp.ClientSession() as http, http.request(
+                method, self.http + path, headers=headers, json=json_body,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            return await response.json(content_type=None)
+            text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, None
+
+    async def get(self, path: str, *, token: str | None = None, timeout: float = 5.0) -> Any:
+        """``GET path`` on this node; the JSON answer, whatever the status (see :meth:`request`)."""
+        return (await self.request("GET", path, token=token, timeout=timeout))[1]
 
     async def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """Its ``GET /health`` document."""

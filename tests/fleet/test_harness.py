@@ -212,7 +212,7 @@ async def test_a_reload_adds_a_node(fleet: Fleet, peers: list[Peer]) -> None:
 
 
 async def test_nodes_get_the_fleet_environment(fleet: Fleet) -> None:
-    """Each node runs the local model with its RELAY_NODE_ID, the Redis URL and JSON logs."""
+    """Each node runs the local model with its RELAY_NODE_ID, the Redis URL, JSON logs, a token."""
     assert fleet.redis is not None
     for node in fleet.nodes:
         env = psutil.Process(node.pid).environ()
@@ -223,6 +223,9 @@ async def test_nodes_get_the_fleet_environment(fleet: Fleet) -> None:
         assert (await node.health())["model"] == "local"
         listening = await node.wait_log("🚀 Relay server listening", timeout=WAIT)
         assert listening["port"] == node.port
+        # The admin token goes in the Authorization header.
+        assert (await node.request("POST", "/api/sessions/reset", token=""))[0] == 401
+        assert (await node.request("POST", "/api/sessions/reset"))[0] == 200
 
 
 @needs_redis

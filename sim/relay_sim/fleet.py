@@ -48,6 +48,8 @@ class Fleet:
         node_env: Node ID → variables for that node alone.
         base_env: See :class:`RelayNode`.
         redis, haproxy: Whether to start them (a fleet without Redis runs plain relays).
+        check_inter, maxconn: HAProxy's health-check interval and connection limit (HAProxy
+            needs about 2 × maxconn file descriptors).
         stop_timeout: How long each node may drain on a clean exit before it is killed.
     """
 
@@ -55,7 +57,7 @@ class Fleet:
                  node_env: Mapping[str, Mapping[str, str]] | None = None,
                  base_env: Mapping[str, str] | None = None, redis: bool = True,
                  haproxy: bool = True, haproxy_port: int | None = None,
-                 stats_port: int | None = None, check_inter: str = "200ms",
+                 stats_port: int | None = None, check_inter: str = "200ms", maxconn: int = 2000,
                  ready_timeout: float = 15.0, stop_timeout: float = 15.0,
                  run_dir: str | Path | None = None, detached: bool = False) -> None:
         ids = [f"n{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
@@ -71,7 +73,8 @@ class Fleet:
                                  log_file=self._log("redis")) if redis else None
         self.nodes: list[RelayNode] = [self._node(node_id) for node_id in ids]
         self.haproxy = HAProxy({}, port=haproxy_port, stats_port=stats_port,
-                               check_inter=check_inter, ready_timeout=ready_timeout,
+                               check_inter=check_inter, maxconn=maxconn,
+                               ready_timeout=ready_timeout,
                                run_dir=run_dir, detached=detached,
                                log_file=self._log("haproxy")) if haproxy else None
 

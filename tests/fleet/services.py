@@ -15,8 +15,9 @@ _INSTALL = "scripts/install_fleet_services.sh installs"
 def _needs(*names: str) -> pytest.MarkDecorator:
     found = {"redis-server": REDIS_SERVER, "haproxy": HAPROXY}
     missing = [name for name in names if found[name] is None]
+    which = "it" if len(missing) == 1 else "them"
     return pytest.mark.skipif(
-        bool(missing), reason=f"{' and '.join(missing)} not found: {_INSTALL} them")
+        bool(missing), reason=f"{' and '.join(missing)} not found: {_INSTALL} {which}")
 
 
 needs_haproxy = _needs("haproxy")

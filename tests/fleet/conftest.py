@@ -1,4 +1,10 @@
-"""A real redis-server for fleet tests, on a free loopback port, flushed between tests."""
+"""Fleet fixtures: a real redis-server for in-process nodes, and whole fleets of processes.
+
+``redis_url`` gives an empty Redis for nodes started in the test's own event
+loop; ``fleet`` starts Redis, two relay processes and HAProxy in front, each a
+real process on loopback, and checks afterwards that none is left.
+"""
+
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from relay_sim.fleet import Fleet
+from relay_sim.processes import group_members
+
+from tests.timing import t
 
 REDIS = shutil.which("redis-server")
 
@@ -88,3 +98,28 @@ async def redis_url(redis_process: RedisProcess) -> AsyncIterator[str]:
     await redis_process.ready()
     await redis_process.flush()
     yield redis_process.url
+
+
+ADMIN_TOKEN = "fleet-admin-token-0123"
+NODE_ENV = {
+    "RELAY_CONN_RATE_PER_S": "0",
+    "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+    "RELAY_RESUME_GRACE_S": str(t(0.5)),
+    "RELAY_DRAIN_S": str(t(3.0)),
+}
+
+
+def assert_no_process_left(groups: list[int]) -> None:
+    """No process of these process groups runs any more."""
+    left = {group: group_members(group) for group in groups}
+    assert not any(left.values()), f"processes left behind: {left}"
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    """Redis, nodes n1 and n2 (plain relays until fleet mode exists) and HAProxy in front."""
+    async with Fleet(2, env=NODE_ENV, ready_timeout=t(20), stop_timeout=t(10),
+                     check_inter="200ms") as running:
+        yield running
+        groups = running.process_groups()
+    assert_no_process_left(groups)

@@ -97,6 +97,13 @@ class Membership:
         """Nodes whose heartbeat is fresh (this one included)."""
         return [view.node for view in self.nodes if view.alive] or [self.node]
 
+    async def alive_now(self) -> list[str]:
+        """The nodes alive this moment, read from Redis (not the last heartbeat's view)."""
+        now = await self._directory.now_ms()
+        nodes = await self._store.run(self._store.redis.zrangebyscore(
+            NODES, now - self._dead_after_ms, "+inf"))
+        return list(nodes) or [self.node]
+
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:

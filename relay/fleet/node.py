@@ -195,7 +195,7 @@ class FleetNode:
         return rows
 
     async def _ask_others(self, message: Message, timeout: float = REQUEST_TIMEOUT_S * 4) -> list[Any]:
-        others = [n for n in self.membership.alive_nodes() if n != self.node]
+        others = [n for n in await self.membership.alive_now() if n != self.node]
         if not others:
             return []
         return await self.bus.request_all(message, len(others), timeout)
@@ -214,13 +214,18 @@ class FleetNode:
         link, sid = str(message.get("link")), str(message.get("sid"))
         holder = link.rsplit("/", 1)[0]
         peer = RemoteFrontend(link, holder, sid, self.bus.send)
-        refusal = self._registry.accept_frontend(sid, peer, info_from_wire(message.get("info")),
-                                                 message.get("user"))
+        # Registered at once, so the browser's next messages find it.
+        self._remote[link] = peer
+        self._spawn(self._open_remote(message, peer))
+
+    async def _open_remote(self, message: Message, peer: RemoteFrontend) -> None:
+        refusal = await self._registry.accept_frontend(
+            peer.session_id, peer, info_from_wire(message.get("info")), message.get("user"))
         if refusal is not None:
+            self._remote.pop(peer.link, None)
             self.bus.reply(message, {"ok": False, "code": refusal.code, "message": str(refusal),
                                      "ended": refusal.ended_reason})
             return
-        self._remote[link] = peer
         self.bus.reply(message, {"ok": True})
 
     def _on_fe_text(self, message: Message) -> None:

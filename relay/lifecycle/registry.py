@@ -46,6 +46,13 @@ _CALL_ENDS = frozenset({
 })
 
 
+class Taken(PairingRefused):
+    """A session ID was claimed by another connection between look-up and claim."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} was just made elsewhere", CloseCode.SESSION_BUSY)
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """How much one relay process takes on."""
@@ -71,6 +78,7 @@ class Registry:
         self.pairing = Pairing(self.directory, auth=auth,
                                bare_pairing=not auth if bare_pairing is None else bare_pairing)
         self.sessions: dict[str, SessionRunner] = {}
+        self._creating: dict[str, asyncio.Future[SessionRunner | None]] = {}
         # Which session each frontend connection is attached to now (a bare
         # frontend moves to a new session when its call ends).
         self._attachments: dict[Peer, tuple[SessionRunner, int] | Attachment] = {}
@@ -99,13 +107,29 @@ class Registry:
         return sum(1 for r in self.sessions.values() if not r.done)
 
     async def _create(self, target: Create, user_id: str | None) -> SessionRunner:
+        """Claim ``target``'s ID and make its runner.
+
+        Raises:
+            Taken: another connection (on any node) made it first; pair again.
+        """
         if self._live_count() >= self._limits.max_sessions:
             raise PairingRefused("relay is at capacity", CloseCode.TRY_AGAIN_LATER)
-        taken = await self.directory.claim(target.session_id, user_id,
-                                           ownerless_call=target.ownerless_call)
-        if taken is not None:
-            raise PairingRefused("that session exists already", CloseCode.SESSION_BUSY)
-        runner = self._new_runner(target.session_id, user_id, claimable=target.claimable)
+        sid = target.session_id
+        if sid in self._creating:
+            raise Taken(sid)
+        # Claiming may wait on the fleet's store: a second connection for the
+        # same ID meanwhile waits for this one instead of missing it.
+        creating = self._creating[sid] = asyncio.get_running_loop().create_future()
+        try:
+            taken = await self.directory.claim(sid, user_id, ownerless_call=target.ownerless_call)
+            if taken is not None:
+                raise Taken(sid)
+            runner = self._new_runner(sid, user_id, claimable=target.claimable)
+            creating.set_result(runner)
+        finally:
+            if not creating.done():
+                creating.set_result(None)
+            del self._creating[sid]
         if target.call_sid is not None:
             await self.directory.bind_call(target.call_sid, target.session_id)
             runner.session.registered_call_sid = target.call_sid
@@ -130,6 +154,13 @@ class Registry:
     def node(self) -> str:
         """This process's node ID."""
         return self.directory.node
+
+    async def _arrived(self, session_id: str) -> SessionRunner | None:
+        """The local runner of ``session_id``, waiting for one being made right now."""
+        creating = self._creating.get(session_id)
+        if creating is not None:
+            await asyncio.shield(creating)
+        return self.sessions.get(session_id)
 
     def _local(self, session_id: str) -> SessionRunner | None:
         return self.sessions.get(session_id)
@@ -167,6 +198,14 @@ class Registry:
             PairingRefused: the named session is ending or ended, or belongs to
                 another user.
         """
+        for _ in range(3):
+            try:
+                return await self._attach_frontend(route, conn)
+            except Taken:
+                continue  # made by another connection meanwhile: now it is a join
+        raise PairingRefused("that session is busy; try again", CloseCode.TRY_AGAIN_LATER)
+
+    async def _attach_frontend(self, route: FrontendRoute, conn: Peer) -> str:
         target = await self.pairing.for_frontend(route)
         runner: SessionRunner | None
         match target:
@@ -180,7 +219,7 @@ class Registry:
                     route.token_session_id)
                 return session_id
             case Join(session_id):
-                runner = self._local(session_id)
+                runner = await self._arrived(session_id)
                 if runner is None or runner.session.ended:
                     raise PairingRefused("that session is ending; start a new one",
                                          CloseCode.TRY_AGAIN_LATER)
@@ -210,10 +249,10 @@ class Registry:
         """A local socket now belongs to a session another node owns (it moved there)."""
         self._attachments[conn] = attachment
 
-    def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
-                        user_id: str | None) -> PairingRefused | None:
+    async def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
+                              user_id: str | None) -> PairingRefused | None:
         """A frontend another node holds joins a session this node owns (fleet)."""
-        runner = self._local(session_id)
+        runner = await self._arrived(session_id)
         if runner is None or runner.session.ended:
             return PairingRefused("that session is ending; start a new one",
                                   CloseCode.TRY_AGAIN_LATER)
@@ -237,6 +276,15 @@ class Registry:
         Raises:
             PairingRefused: the session already has a call, or its ID is invalid.
         """
+        for _ in range(3):
+            try:
+                return await self._attach_call(start, path_session_id, conn)
+            except Taken:
+                continue
+        raise PairingRefused("that session is busy", CloseCode.TRY_AGAIN_LATER)
+
+    async def _attach_call(self, start: twilio.Start, path_session_id: str | None,
+                           conn: Peer) -> SessionRunner:
         target = await self.pairing.for_call(start, path_session_id)
         runner: SessionRunner | None
         match target:
@@ -250,7 +298,7 @@ class Registry:
                     raise PairingRefused("this session already has a call", CloseCode.SESSION_BUSY)
                 runner = self._arrive(session_id, carried)
             case Join(session_id):
-                runner = self._local(session_id)
+                runner = await self._arrived(session_id)
                 if runner is None or runner.session.ended:
                     raise PairingRefused("that session is ending", CloseCode.TRY_AGAIN_LATER)
             case Create():
@@ -372,7 +420,7 @@ class Registry:
         try:
             runner = await self._create(Create(str(uuid.uuid4()), claimable=True),
                                         old.session.user_id)
-        except PairingRefused as exc:
+        except (PairingRefused, Taken) as exc:
             for link in links:
                 self._attachments.pop(link.conn, None)
                 link.conn.close_soon(exc.code, str(exc))

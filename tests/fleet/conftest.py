@@ -5,7 +5,6 @@ loop; ``fleet`` starts Redis, two relay processes and HAProxy in front, each a
 real process on loopback, and checks afterwards that none is left.
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -106,6 +105,8 @@ NODE_ENV = {
     "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
     "RELAY_RESUME_GRACE_S": str(t(0.5)),
     "RELAY_DRAIN_S": str(t(3.0)),
+    "RELAY_FLEET_HEARTBEAT_S": str(t(0.2)),
+    "RELAY_FLEET_DEAD_AFTER_S": str(t(1.5)),
 }
 
 

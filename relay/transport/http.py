@@ -79,6 +79,15 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     public = ctx.state.settings.public_url or _public_from_request(request)
     parameters = {}
     session_id = params.get("sessionId")
+    directory = ctx.state.registry.directory
+    call_sid = params.get("CallSid")
+    if not session_id and call_sid:
+        # A page registered this call (/logs?callSid=): name its session, so the
+        # stream routes to the node the page is on.
+        registered = await directory.session_of_call(call_sid)
+        if registered is None and await directory.owner(call_sid) is not None:
+            registered = call_sid
+        session_id = registered
     if session_id:
         parameters["sessionId"] = session_id
     if params.get("CallSid"):

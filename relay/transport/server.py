@@ -255,7 +255,7 @@ class RelayServer:
         except UpstreamConnectError:
             self.state.counters.upstream_failures += 1
             raise
-        self.metrics.upstream_connect_seconds.observe(time.monotonic() - started)
+        self.metrics.upstream_connected(time.monotonic() - started)
         return peer
 
     async def _open_upstream(self, session_id: str) -> Peer:

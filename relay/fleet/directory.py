@@ -99,6 +99,16 @@ return 1
 """
 
 
+_BIND_TOKEN = """
+if redis.call('hget', KEYS[1], 'call') ~= '' then return 0 end
+redis.call('hset', KEYS[1], 'call', ARGV[1])
+local old = redis.call('get', KEYS[2])
+if old and old ~= ARGV[2] then redis.call('del', ARGV[3] .. 'token:' .. old) end
+redis.call('set', KEYS[2], ARGV[2], 'PX', math.max(1, redis.call('pttl', KEYS[1])))
+return 1
+"""
+
+
 def _k(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
@@ -118,6 +128,7 @@ class RedisDirectory:
         self._set_user = r.register_script(_SET_USER)
         self._mint = r.register_script(_MINT)
         self._spend = r.register_script(_SPEND)
+        self._bind_token = r.register_script(_BIND_TOKEN)
 
     @property
     def _r(self) -> Any:
@@ -251,6 +262,17 @@ class RedisDirectory:
             keys=[_k("token", token), _k("token-of", call_sid)],
             args=[call_sid, session_id or "", self._token_ttl_ms, PREFIX, token]))
         return token
+
+    async def mint_dial_token(self, session_id: str, ttl_s: float) -> str:
+        token = secrets.token_urlsafe(24)
+        await self._store.run(self._r.hset(_k("token", token), mapping={
+            "call": "", "session": session_id}))
+        await self._store.run(self._r.pexpire(_k("token", token), max(1, int(ttl_s * 1000))))
+        return token
+
+    async def bind_dial_token(self, token: str, call_sid: str) -> None:
+        await self._store.run(self._bind_token(
+            keys=[_k("token", token), _k("token-of", call_sid)], args=[call_sid, token, PREFIX]))
 
     async def spend_stream_token(self, token: str | None, call_sid: str,
                                  session_id: str | None) -> bool:

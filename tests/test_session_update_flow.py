@@ -196,3 +196,22 @@ async def test_phone_settings_are_off_by_default(relay: Relay) -> None:
     assert set(audio_in["transcription"]) == {"model"}
     await call.hang_up()
     await relay.wait_idle()
+
+
+async def test_a_voice_change_racing_the_models_first_words_is_retried_without_it(relay: Relay) -> None:
+    """The model spoke before relay knew: cannot_update_voice, so the update goes again without the voice."""
+    relay.model.refusals_expected = True  # type: ignore[attr-defined]
+    fe, call, upstream = await start(relay)
+    upstream.spoke = True  # its audio is on the way; relay has not seen any yet
+    await fe.send_json({"type": "session.update", "session": {"voice": "coral", "instructions": "Hi."}})
+    first = await upstream.wait_for("session.update")
+    assert first["session"]["audio"]["output"]["voice"] == "coral"
+    retry = await upstream.wait_for("session.update")
+    assert "voice" not in retry["session"]["audio"]["output"]
+    assert retry["session"]["instructions"] == "Hi."
+    ack = await fe.wait_for("job_config.ack", lambda m: m["status"] == "applied")
+    assert ack["notApplied"] == [{"field": "voice", "reason": VOICE_LOCKED}]
+    assert [e["type"] for e in upstream.refused] == ["session.update"]
+    assert not [m for m in fe.received if m.get("code") == "config_rejected"]
+    await call.hang_up()
+    await relay.wait_idle()

@@ -89,7 +89,8 @@ class Refusal:
     acks: list[int]
     fallback: bytes | None
     not_applied: list[Note] = field(default_factory=list)
-    #: What to tell the frontends (all of them when there is a fallback, else ``acks``).
+    #: What to tell the frontends (all of them when there is a fallback, else
+    #: ``acks``); empty when the acknowledgements say it all.
     message: str = ""
 
 
@@ -251,12 +252,24 @@ class Configuration:
         self._confirmed_overrides = sent.overrides
         return sent.acks
 
-    def on_refused(self, event_id: str | None, message: str, param: str | None, *,
-                   farewell: bool) -> Refusal | None:
-        """The model refused the update ``event_id`` (naming ``param``); None if it was not relay's."""
+    def on_refused(self, code: str | None, event_id: str | None, message: str, param: str | None,
+                   *, farewell: bool) -> Refusal | None:
+        """The model refused the update ``event_id`` (naming ``param``); None if it was not relay's.
+
+        ``cannot_update_voice`` means the model spoke before relay knew (its
+        audio was still on the way): the same update goes again without the
+        voice, and its acks say the voice was not applied. Anything else:
+        see the module docstring.
+        """
         sent = next((entry for entry in self._awaiting if entry.event_id == event_id), None)
         if sent is None:
             return None
+        if code == "cannot_update_voice" and not self.voice_locked:
+            self._awaiting.remove(sent)
+            self.voice_locked = True
+            note = {"notApplied": [{"field": "voice", "reason": VOICE_LOCKED}]}
+            acks = {fid: merge_details(details, note) for fid, details in sent.acks.items()}
+            return Refusal(list(sent.acks), self._build(sent.level, farewell=farewell, acks=acks))
         refusal = self._refused(sent, f"refused by the model: {message}", farewell)
         what = f"the model refused {param or 'the configuration'}: {message}"
         if refusal.fallback is not None:

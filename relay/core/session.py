@@ -483,18 +483,19 @@ class Session:
 
     def _on_refused_update(self, code: str | None, event_id: str | None, message: str,
                            param: str | None) -> None:
-        refused = self.config.on_refused(event_id, message, param,
+        refused = self.config.on_refused(code, event_id, message, param,
                                          farewell=self.state is State.FAREWELL)
         if refused is None:
             return
         self._log.warning(Ev.JOB_CONFIG_REJECTED, code=code, param=param,
                           fallback=refused.fallback is not None)
         if refused.fallback is not None:
-            # The session would stay on the API's default audio formats: the
-            # caller would hear noise. relay's own configuration goes at once.
+            # Instead, at once: the same without the voice, or relay's own
+            # configuration (else the call stays on the API's default format).
             self._fx.upstream.append(refused.fallback)
-        for fid in [None] if refused.fallback is not None else refused.acks:
-            self._to_frontends(fmsg.error("config_rejected", refused.message), fid)
+        if refused.message:
+            for fid in [None] if refused.fallback is not None else refused.acks:
+                self._to_frontends(fmsg.error("config_rejected", refused.message), fid)
 
     def _on_speech_started(self) -> None:
         self._touch()

@@ -81,6 +81,9 @@ export function decode(message: RelayMessage): RelayEvent {
     case "session.resumed":
       return { type: message.type, missed: Number(message.missed) || 0, dropped: Number(message.dropped) || 0 };
     case "error":
+      // The model's own errors are forwarded with source "model": they are the model's events,
+      // not a refusal of what this client sent (relay's own errors say source "relay").
+      if (message.source === "model") return { type: "model", message };
       return { type: message.type, code: String(message.code ?? "error"), message: String(message.message ?? "") };
     default:
       return { type: "model", message };

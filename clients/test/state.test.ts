@@ -382,6 +382,16 @@ describe("messages", () => {
     assert.deepEqual(d.snap.lastError, { kind: "server", code: "invalid_job_config", message: "unknown voice" });
   });
 
+  test("the model's own errors are model events, not a refusal of what the client sent", () => {
+    const d = new Driver();
+    d.connected();
+    d.receive({ type: "error", source: "model", event_id: "e1",
+                error: { type: "invalid_request_error", code: "response_cancel_not_active", message: "No." } });
+    assert.equal(d.snap.lastError, null);
+    d.receive({ type: "error", source: "relay", code: "wrong_order", message: "needs a live call" });
+    assert.deepEqual(d.snap.lastError, { kind: "server", code: "wrong_order", message: "needs a live call" });
+  });
+
   test("the transcript follows the model's events; only lines with text are shown", () => {
     const d = new Driver();
     d.connected();

@@ -125,6 +125,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variants", metavar="LIST",
                    help="the rows' extras, e.g. plain,frontends+marks,tls (default: plain, each "
                         "extra flag given, and all of them together when two or more are)")
+    p.add_argument("--rounds", type=int, default=1, metavar="R",
+                   help="measure every relay R times at each N and extras, alternating their "
+                        "order; ratios divide the medians (default 1)")
     p.add_argument("--ramp", action="store_true", help="find the largest N that holds")
     p.add_argument("--ramp-start", type=int, default=25, help="first N of the ramp (default 25)")
     p.add_argument("--ramp-max", type=int, default=500, help="largest N the ramp tries (default 500)")
@@ -160,6 +163,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--calls takes N or a comma-separated list of N")
     if not args.call_counts or min(args.call_counts) < 1:
         p.error("--calls must be positive")
+    if args.rounds < 1:
+        p.error("--rounds must be positive")
     if args.duration <= 0 or args.ramp_start < 1 or args.ramp_max < args.ramp_start:
         p.error("--duration must be positive and --ramp-start ≤ --ramp-max")
     if any("=" not in kv for kv in args.relay_env):
@@ -177,8 +182,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if url is not None and not url.startswith(("ws://127.0.0.1:", "ws://localhost:")):
             p.error(f"{url}: the benchmark only talks to loopback (ws://127.0.0.1:PORT)")
     if (args.target or args.model_url) and (len(args.variant_list) > 1
-                                            or args.variant_list[0] != Variant()):
-        p.error("--target and --model-url measure one plain variant (the model is not ours)")
+                                            or args.variant_list[0].tls):
+        p.error("--target and --model-url measure one variant without tls (the model is not "
+                "ours: start it with --transcript-every for frontends)")
     return args
 
 
@@ -254,7 +260,7 @@ async def _subjects(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
 async def _models(args: argparse.Namespace, pinning: Pinning,
                   stack: contextlib.AsyncExitStack) -> tuple[dict[tuple[int, bool], FakeModel], str | None]:
     if args.model_url:
-        return {Variant().model_key: external_model(args.model_url)}, None
+        return {v.model_key: external_model(args.model_url) for v in args.variant_list}, None
     tls = None
     if any(v.tls for v in args.variant_list):
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relay-bench-tls-")))
@@ -297,8 +303,10 @@ async def bench(args: argparse.Namespace, pinning: Pinning, loop_name: str) -> d
         else:
             for n in args.call_counts:
                 for variant in args.variant_list:
-                    for subject in subjects:
-                        ctx.runs.append(await run_once(subject, variant, spec(n), ctx))
+                    for round_ in range(args.rounds):
+                        # Alternate the order, so that no relay always runs first.
+                        for subject in subjects if round_ % 2 == 0 else subjects[::-1]:
+                            ctx.runs.append(await run_once(subject, variant, spec(n), ctx))
         doc["ratios"] = ratio_rows(ctx.runs)
         return doc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,18 +42,31 @@ def _ratio(x: float | None, y: float | None) -> float | None:
     return None if x is None or y is None or y == 0 else x / y
 
 
+def _medians(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in _RATIO_KEYS:
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
 def ratio_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each relay's figures over each baseline's, per N and extras (one run's comparison).
+    """Each relay's figures over each baseline's, per N and extras (one benchmark's comparison).
 
     Ratios between runs of one benchmark are what holds on a noisy machine; absolute figures
-    move ±25 % between identical runs.
+    move ±25 % between identical runs. With several rounds, each figure is the median of its
+    rounds before it is divided.
     """
-    by = {(r["kind"], r.get("variant", "plain"), r["calls"]): r for r in runs}
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        grouped.setdefault((r["kind"], r.get("variant", "plain"), r["calls"]), []).append(r)
+    by = {key: _medians(group) for key, group in grouped.items()}
     rows = []
     for (kind, variant, n), r in by.items():
         if kind in BASELINES:
             continue
-        row: dict[str, Any] = {"kind": kind, "variant": variant, "calls": n}
+        row: dict[str, Any] = {"kind": kind, "variant": variant, "calls": n,
+                               "rounds": len(grouped[(kind, variant, n)])}
         for base in BASELINES:
             b = by.get((base, variant, n))
             for key in _RATIO_KEYS:
@@ -98,7 +112,9 @@ def ratio_tables(rows: list[dict[str, Any]], markdown: bool) -> list[str]:
         cells = [[x["kind"], x["variant"], str(x["calls"]),
                   *(fmt(x[f"{key}/{base}"], 2) for key in _RATIO_KEYS for base in BASELINES),
                   _target(x)] for x in rows]
-        out.append(_table(header, cells, markdown))
+        rounds = max(x.get("rounds", 1) for x in rows)
+        note = [f"each figure the median of its {rounds} rounds"] if rounds > 1 else []
+        out.append("\n".join([*note, _table(header, cells, markdown)]))
     before = [x for x in rows if "cpu_s_per_call_min/relay" in x]
     if before:
         header = ("before", "extras", "N", "CPU relay÷before", "p99 relay÷before",

@@ -75,6 +75,8 @@ class Ev:
     SUPERSEDED = "⏭️ Ending the user's older session"
     HANGUP_UNKNOWN_CALL = "🚫 Not cancelling a call SID relay never learned from Twilio"
     FRONTEND_REHOMED = "🔁 Bare frontend kept; waiting for the next call"
+    SESSION_MOVED_HERE = "🛬 Session moved to this node, to its call"
+    SESSION_MOVED_AWAY = "🛫 Session moved to the node its call reached"
     STOP_REQUESTED = "🛑 Session stop requested"
     FRONTEND_REFUSED = "🚫 Frontend connection refused"
     BAD_INPUT = "🚫 Refused bad input"

@@ -97,6 +97,12 @@ class MemoryDirectory:
     async def session_of_call(self, call_sid: str) -> str | None:
         return self._calls.get(call_sid)
 
+    async def call_started(self, session_id: str, call_sid: str) -> None:
+        return None  # one process has no survivor to hang up for it
+
+    async def avatar_attached(self, session_id: str, avatar_id: str) -> None:
+        return None
+
     async def learn_call(self, call_sid: str) -> None:
         self._known_calls[call_sid] = self._clock()
         self._known_calls.move_to_end(call_sid)

@@ -132,7 +132,9 @@ class Pairing:
             owner = await d.owner(known) if known is not None else None
             if known is not None and owner is not None:
                 return self._join(known, owner, route, what="call")
-            return Create(str(uuid.uuid4()), call_sid=route.call_sid)
+            # Named by the call SID, so a proxy hashing ?callSid= and /call/{id}
+            # sends the frontend and the call to one node.
+            return Create(route.call_sid, call_sid=route.call_sid)
         if self.bare_pairing and not peek:
             while (sid := await d.take_unwatched()) is not None:
                 owner = await d.owner(sid)

@@ -105,6 +105,10 @@ class SessionRunner:
         self.keeps_frontends: Callable[[SessionRunner], set[int]] | None = None
         #: The frontends the teardown left open, for the registry to re-home.
         self.kept_frontends: list[FrontendLink] = []
+        #: Called when a frontend attached an avatar (the fleet records it).
+        self.on_avatar: Callable[[SessionRunner, str], None] | None = None
+        #: The session moved to another node: nothing of it runs here any more.
+        self.relinquished = False
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
 
@@ -209,7 +213,10 @@ class SessionRunner:
         except Exception:
             self._crash("parse frontend message")
             return
+        avatars = len(self.session.avatars)
         self._enter(self.session.on_frontend_message, fid, msg)
+        if len(self.session.avatars) > avatars and self.on_avatar is not None:
+            self.on_avatar(self, next(reversed(self.session.avatars)))
 
     def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
         self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid, code=code)
@@ -366,6 +373,21 @@ class SessionRunner:
         self._timer_at = None
         self._timer_version = None  # re-arm even if nothing was due yet
         self._enter(self.session.on_timer)
+
+    def relinquish(self) -> None:
+        """The session moved to another node before its call: stop its timers, run nothing.
+
+        Only a waiting session moves (no call, no model connection), so there
+        is nothing to close: its frontends are bridged to the new owner.
+        """
+        self.relinquished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        self.frontends.clear()
+        self._done.set()
 
     # -- teardown ------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
         return http.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
     if route.session_id is not None and not valid_session_id(route.session_id):
         return http.error_response(400, "bad_session_id", "sessionId is not valid")
+    if isinstance(route, LogsRoute) and route.call_sid is not None and not valid_session_id(
+            route.call_sid):
+        return http.error_response(400, "bad_call_sid", "callSid is not valid")
     conn.max_send_buffer = state.settings.max_send_buffer
     user_id, token_sid = None, None
     try:

@@ -170,7 +170,7 @@ async def heygen_stop_all(ctx: Context, request: Request, route: HttpRoute) -> R
 async def sessions(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Live sessions and the last ended ones (the live sessions page); admin token when set."""
     return json_response(200, {
-        "sessions": ctx.state.registry.snapshot(),
+        "sessions": await ctx.state.registry.fleet_snapshot(),
         "ended": list(reversed(ctx.state.registry.recently_ended)),
         "health": health_document(ctx.state),
     })

@@ -81,7 +81,7 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         bare=bare,
     )
     try:
-        runner, _ = await state.registry.attach_frontend(
+        session_id = await state.registry.attach_frontend(
             FrontendRoute(route.session_id, route.call_sid, info, user_id=admitted.user_id,
                           token_session_id=admitted.token_session_id), conn
         )
@@ -98,9 +98,8 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         await conn.wait_closed()
     finally:
         handlers["frontend"] -= 1
-        current = state.registry.detach_frontend(conn)
-        log.info(Ev.FRONTEND_CLOSED, sessionId=current.id if current else runner.id,
-                 code=conn.close_code)
+        state.registry.detach_frontend(conn)
+        log.info(Ev.FRONTEND_CLOSED, sessionId=session_id, code=conn.close_code)
 
 
 #: Frames a call may send after ``start`` while it is being paired (20 ms each).

@@ -8,7 +8,7 @@ the gate and the registry and either refused with an HTTP status or marked
 
 from __future__ import annotations
 
-from relay.errors import AuthError, BadPath
+from relay.errors import AuthError, BadPath, FleetUnavailable
 from relay.lifecycle.pairing import FrontendRoute, valid_session_id
 from relay.logs import Ev, get_logger
 from relay.transport import http
@@ -59,6 +59,9 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
         else:
             gate.admit_call(request)
             conn.protocol.max_message_size = state.settings.max_call_message
+    except FleetUnavailable as exc:
+        _log.warning(Ev.FLEET_REFUSED, client=client)
+        return http.error_response(503, "fleet_unavailable", str(exc))
     except AuthError as exc:
         kind = "frontend" if isinstance(route, LogsRoute) else "call"
         _log.warning(Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from relay.config import Settings
 from relay.core.tools import ToolBox
+from relay.fleet.node import FleetNode
 from relay.lifecycle.registry import Registry
 from relay.providers.heygen import AvatarSessions
 from relay.providers.twilio_rest import CallHangUp
@@ -40,5 +41,7 @@ class AppState:
     calls: CallHangUp
     avatars: AvatarSessions
     counters: Counters = field(default_factory=Counters)
+    #: This node in its fleet (RELAY_REDIS_URL), or None for one process alone.
+    fleet: FleetNode | None = None
     #: Set once shutdown began: /health says so and new sessions are refused.
     shutting_down: bool = False

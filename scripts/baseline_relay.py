@@ -4,15 +4,19 @@
 Usage::
 
     OPENAI_API_KEY=... python scripts/baseline_relay.py [--port 8082] [--upstream-url ws://...]
+        [--mark-every-ms 0]
 
 What it does, and nothing more: on ``/call`` it waits for Twilio's ``start``, opens one
 upstream WebSocket to ``--upstream-url`` (default ``$OPENAI_REALTIME_URL``), forwards each
 ``media`` payload as ``input_audio_buffer.append`` and each ``response.output_audio.delta``
-back as a Twilio ``media`` message with the call's ``streamSid``. No session logic, no marks,
-no per-frame logging, no frontends, no pairing, no timers. It is written the way a careful
+back as a Twilio ``media`` message with the call's ``streamSid``. With ``--mark-every-ms`` it
+also sends a Twilio ``mark`` after every that many milliseconds of audio (as relay does to
+track play-out) and reads the echoes; by default it sends none. No session logic, no
+per-frame logging, no frontends, no pairing, no timers. It is written the way a careful
 minimal relay is written — the ``websockets`` asyncio API (``async for`` / ``send``), orjson,
 uvloop when importable, no compression — so ``scripts/bench.py`` can state relay's costs as a
-ratio to it, the only comparison that holds on a noisy machine.
+ratio to it, the only comparison that holds on a noisy machine. ``scripts/node-baseline/`` is
+the same relay in Node.
 """
 
 from __future__ import annotations
@@ -32,28 +36,45 @@ from websockets.exceptions import ConnectionClosed
 DEFAULT_UPSTREAM = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 
 
-async def _model_to_caller(upstream: ClientConnection, call: ServerConnection, stream_sid: str) -> None:
-    """Forward every model audio delta to the caller as a Twilio ``media`` message."""
+async def _model_to_caller(upstream: ClientConnection, call: ServerConnection, stream_sid: str,
+                           mark_bytes: int) -> None:
+    """Forward every model audio delta to the caller as a Twilio ``media`` message.
+
+    With ``mark_bytes``, a ``mark`` follows each time that much audio was sent since the last.
+    """
+    unmarked = marks = 0
     async for message in upstream:
         event = orjson.loads(message)
         if event.get("type") == "response.output_audio.delta":
+            delta = event["delta"]
             await call.send(
                 orjson.dumps({"event": "media", "streamSid": stream_sid,
-                              "media": {"payload": event["delta"]}}),
+                              "media": {"payload": delta}}),
                 text=True,
             )
+            if mark_bytes:
+                unmarked += len(delta) * 3 // 4  # μ-law bytes, 8 a millisecond
+                if unmarked >= mark_bytes:
+                    unmarked, marks = 0, marks + 1
+                    await call.send(
+                        orjson.dumps({"event": "mark", "streamSid": stream_sid,
+                                      "mark": {"name": f"m{marks}"}}),
+                        text=True,
+                    )
 
 
-async def handle_call(call: ServerConnection, upstream_url: str, api_key: str) -> None:
+async def handle_call(call: ServerConnection, upstream_url: str, api_key: str,
+                      mark_bytes: int = 0) -> None:
     """One Twilio Media Stream: wait for ``start``, then relay audio both ways until it ends."""
     if call.request is None or not call.request.path.startswith("/call"):
         await call.close(1008, "use /call")
         return
     with contextlib.suppress(ConnectionClosed):  # a caller may vanish at any point
-        await _relay_call(call, upstream_url, api_key)
+        await _relay_call(call, upstream_url, api_key, mark_bytes)
 
 
-async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str) -> None:
+async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str,
+                      mark_bytes: int) -> None:
     stream_sid = None
     async for message in call:
         msg = orjson.loads(message)
@@ -65,7 +86,7 @@ async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str) -
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with connect(upstream_url, additional_headers=headers, compression=None,
                        max_size=None) as upstream:
-        back = asyncio.create_task(_model_to_caller(upstream, call, stream_sid))
+        back = asyncio.create_task(_model_to_caller(upstream, call, stream_sid, mark_bytes))
         try:
             async for message in call:
                 msg = orjson.loads(message)
@@ -76,6 +97,8 @@ async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str) -
                                       "audio": msg["media"]["payload"]}),
                         text=True,
                     )
+                elif event == "mark":
+                    pass  # the audio before it has played; a minimal relay has no use for it
                 elif event == "stop":
                     break
         except ConnectionClosed:
@@ -87,13 +110,15 @@ async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str) -
     await call.close()
 
 
-async def run(port: int, upstream_url: str, api_key: str, host: str = "127.0.0.1") -> None:
+async def run(port: int, upstream_url: str, api_key: str, host: str = "127.0.0.1",
+              mark_every_ms: int = 0) -> None:
     """Serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(lambda ws: handle_call(ws, upstream_url, api_key), host, port,
+    mark_bytes = mark_every_ms * 8  # G.711 μ-law at 8 kHz
+    async with serve(lambda ws: handle_call(ws, upstream_url, api_key, mark_bytes), host, port,
                      compression=None, max_size=64 * 1024):
         await stop.wait()
 
@@ -106,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-url",
                         default=os.environ.get("OPENAI_REALTIME_URL", DEFAULT_UPSTREAM),
                         help="Realtime URL (default $OPENAI_REALTIME_URL or OpenAI's)")
+    parser.add_argument("--mark-every-ms", type=int, default=0, metavar="MS",
+                        help="a Twilio mark after every MS of audio (default 0: none)")
     args = parser.parse_args(argv)
-    coro = run(args.port, args.upstream_url, os.environ.get("OPENAI_API_KEY", ""), args.host)
+    coro = run(args.port, args.upstream_url, os.environ.get("OPENAI_API_KEY", ""), args.host,
+               args.mark_every_ms)
     try:
         import uvloop
     except ImportError:

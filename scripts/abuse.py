@@ -108,7 +108,7 @@ JOB = {"role": "Backend Engineer", "company": "Acme"}
 SUBPROTOCOL = "relay.v1"
 FLOOD_MESSAGES = 2000
 #: Close codes a flooded connection may legitimately get (README close codes).
-FLOOD_CLOSES = {1008, 1013}
+FLOOD_CLOSES = {1008, 1013, 4029}
 #: Outbound Twilio events; anything else is a provider error.
 TWILIO_OUTBOUND = {"media", "mark", "clear"}
 SLOW_HANDSHAKES = 10

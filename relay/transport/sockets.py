@@ -24,6 +24,7 @@ from relay.transport.routes import CallRoute, LogsRoute
 from relay.transport.state import AppState
 from relay.wire.connection import WireMixin
 from relay.wire.httpbody import BodyReadingConnection
+from relay.wire.reader import FrameReader
 
 
 @dataclass(slots=True)
@@ -39,8 +40,8 @@ class Admitted:
     token_names_session: bool = False
 
 
-class RelayConnection(WireMixin, BodyReadingConnection):
-    """A server connection: relay's wire behaviour, request bodies, and its admission."""
+class RelayConnection(FrameReader, WireMixin, BodyReadingConnection):
+    """A server connection: relay's frame reader and wire behaviour, request bodies, its admission."""
 
     admitted: Admitted | None = None
 

@@ -7,6 +7,7 @@ fractions (tests run the whole lifecycle in fractions of a second).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,20 +16,31 @@ from relay.errors import SettingsError
 
 DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 
+#: The browser origins development mode allows: pages served from this machine only
+#: (``:*`` matches any port, or none).
+LOCAL_ORIGINS = tuple(f"{scheme}://{host}:*" for host in ("localhost", "127.0.0.1", "[::1]")
+                      for scheme in ("http", "https"))
+
+#: What a relay reachable from other machines sets (named when development mode refuses to).
+PUBLIC_DEPLOYMENT_VARIABLES = ("RELAY_AUTH_SECRET", "RELAY_ADMIN_TOKEN", "RELAY_ALLOWED_ORIGINS",
+                               "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_URL")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All of relay's configuration. Build it with :meth:`from_env`."""
 
     # -- server --------------------------------------------------------------
-    #: Interface to listen on.
-    host: str = "0.0.0.0"
+    #: Interface to listen on. From the environment the default is 0.0.0.0 when
+    #: RELAY_AUTH_SECRET is set and loopback in development mode.
+    host: str = "127.0.0.1"
     #: Port for WebSockets and HTTP alike (Twilio, browsers, operators).
     port: int = 8081
     #: Public base URL of this relay as Twilio reaches it (https://…); the
     #: TwiML stream URL is derived from it. Empty: derived from the request.
     public_url: str = ""
-    #: Bearer token guarding operator endpoints (reset). Empty: unguarded.
+    #: Bearer token guarding operator endpoints (reset, sessions, metrics, HeyGen
+    #: stop-all). Empty: those endpoints answer 403.
     admin_token: str = field(default="", repr=False)
     #: Largest HTTP request body accepted (Twilio's webhook form, beacons).
     max_http_body: int = 16 * 1024
@@ -102,8 +114,9 @@ class Settings:
     #: HeyGen key, to stop streaming avatar sessions attached to interviews.
     heygen_api_key: str = field(default="", repr=False)
     heygen_api_base_url: str = "https://api.heygen.com"
-    #: Browser origins allowed on /logs and the HTTP API ("*": any).
-    allowed_origins: tuple[str, ...] = ("*",)
+    #: Browser origins allowed on /logs and the HTTP API ("*": any; ``:*`` any port).
+    #: From the environment the default is "*" with RELAY_AUTH_SECRET, else localhost only.
+    allowed_origins: tuple[str, ...] = LOCAL_ORIGINS
 
     # -- security -------------------------------------------------------------
     #: HS256 secret shared with the app that mints frontend tokens; empty runs
@@ -135,6 +148,38 @@ class Settings:
     #: are for a single-tenant app: ``auto`` turns them off when frontend auth is on.
     bare_pairing: str = "auto"
 
+    # -- hardening: exposure, inbound budgets, refusal logs, token lifetime ----
+    #: Development mode (no RELAY_AUTH_SECRET) refuses a HOST beyond loopback unless this is set.
+    allow_insecure: bool = False
+    #: Inbound budget of one /call stream: messages a second with a burst (every
+    #: frame counts: fragments, pings and empty frames too) and bytes a second.
+    #: Twilio sends 50 media frames a second; ten times that is closed (4029).
+    call_messages_per_s: float = 100.0
+    call_message_burst: int = 250
+    call_bytes_per_s: int = 48 * 1024
+    #: The same for a /logs frontend, which sends a few messages a minute.
+    frontend_messages_per_s: float = 20.0
+    frontend_message_burst: int = 100
+    frontend_bytes_per_s: int = 128 * 1024
+    #: Frames one message may be fragmented into.
+    max_fragments: int = 32
+    #: Refusals logged in full per client address (handshakes) or per connection
+    #: (messages); later ones are only counted, in lines at 10, 100, 1000, ...
+    refusal_log_first: int = 5
+    #: A client with no refusal for this long is logged in full again.
+    refusal_log_window_s: float = 60.0
+    #: Longest frontend token lifetime accepted, from ``iat`` to ``exp`` (tokens
+    #: must then carry ``iat``); 0 accepts any lifetime.
+    auth_max_ttl_s: float = 86400.0
+    #: With RELAY_TRUST_PROXY: proxies that append to X-Forwarded-For; the client
+    #: is the entry this many places from the right.
+    trusted_hops: int = 1
+    #: Total time for reaching the model: every attempt, its open timeout and back-off.
+    upstream_connect_budget_s: float = 10.0
+    #: When the model cannot be reached the stream closes first, so Twilio plays
+    #: the TwiML's apology; the REST hang-up follows this much later. 0: no apology.
+    apology_s: float = 6.0
+
     @property
     def verifies_twilio(self) -> bool:
         """Whether /twiml and /call require a valid Twilio signature."""
@@ -154,6 +199,19 @@ class Settings:
         if self.bare_pairing == "auto":
             return not self.auth_secret
         return self.bare_pairing == "on"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether HOST is reachable from this machine only."""
+        return is_loopback(self.host)
+
+    def exposure_problem(self) -> str | None:
+        """Why these settings must not start (development mode beyond loopback), or None."""
+        if self.auth_secret or self.allow_insecure or self.loopback_only:
+            return None
+        return (f"HOST={self.host} would expose development mode (no RELAY_AUTH_SECRET) to other "
+                f"machines. A public deployment sets {', '.join(PUBLIC_DEPLOYMENT_VARIABLES)}; "
+                "to listen there without them anyway, set RELAY_ALLOW_INSECURE=1")
 
     @property
     def uses_local_model(self) -> bool:
@@ -187,8 +245,8 @@ class Settings:
                 "(or RELAY_TWILIO_SIGNATURES=off)"
             )
         d = cls()
-        return cls(
-            host=reader.str("HOST", d.host),
+        settings = cls(
+            host=reader.str("HOST", "0.0.0.0" if secret else d.host),
             port=reader.port("PORT", d.port),
             public_url=reader.str("PUBLIC_URL", d.public_url),
             admin_token=reader.str("RELAY_ADMIN_TOKEN", ""),
@@ -236,7 +294,8 @@ class Settings:
             hangup_timeout_s=reader.float("RELAY_HANGUP_TIMEOUT_S", d.hangup_timeout_s),
             heygen_api_key=reader.str("HEYGEN_API_KEY", ""),
             heygen_api_base_url=reader.str("HEYGEN_API_BASE_URL", d.heygen_api_base_url),
-            allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS", d.allowed_origins),
+            allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS",
+                                        ("*",) if secret else d.allowed_origins),
             auth_secret=reader.str("RELAY_AUTH_SECRET", ""),
             auth_audience=reader.str("RELAY_AUTH_AUDIENCE", d.auth_audience),
             twilio_signatures=reader.choice("RELAY_TWILIO_SIGNATURES", "auto", ("auto", "on", "off")),
@@ -257,11 +316,47 @@ class Settings:
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),
+            # -- hardening --
+            allow_insecure=reader.bool("RELAY_ALLOW_INSECURE", d.allow_insecure),
+            call_messages_per_s=reader.float("RELAY_CALL_MESSAGES_PER_S", d.call_messages_per_s),
+            call_message_burst=reader.int("RELAY_CALL_MESSAGE_BURST", d.call_message_burst),
+            call_bytes_per_s=reader.int("RELAY_CALL_BYTES_PER_S", d.call_bytes_per_s),
+            frontend_messages_per_s=reader.float(
+                "RELAY_FRONTEND_MESSAGES_PER_S", d.frontend_messages_per_s),
+            frontend_message_burst=reader.int(
+                "RELAY_FRONTEND_MESSAGE_BURST", d.frontend_message_burst),
+            frontend_bytes_per_s=reader.int("RELAY_FRONTEND_BYTES_PER_S", d.frontend_bytes_per_s),
+            max_fragments=reader.int("RELAY_MAX_FRAGMENTS", d.max_fragments),
+            refusal_log_first=reader.int("RELAY_REFUSAL_LOG_FIRST", d.refusal_log_first),
+            refusal_log_window_s=reader.positive(
+                "RELAY_REFUSAL_LOG_WINDOW_S", d.refusal_log_window_s),
+            auth_max_ttl_s=reader.float("RELAY_AUTH_MAX_TTL_S", d.auth_max_ttl_s),
+            trusted_hops=reader.int("RELAY_TRUSTED_HOPS", d.trusted_hops),
+            upstream_connect_budget_s=reader.positive(
+                "RELAY_UPSTREAM_CONNECT_BUDGET_S", d.upstream_connect_budget_s),
+            apology_s=reader.float("RELAY_APOLOGY_S", d.apology_s),
         )
+        problem = settings.exposure_problem()
+        if problem is not None:
+            raise SettingsError(problem)
+        if settings.trusted_hops < 1:
+            raise SettingsError("RELAY_TRUSTED_HOPS must be at least 1")
+        return settings
 
     def replace(self, **changes: object) -> Settings:
         """Return a copy with ``changes`` applied (tests and embedding)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) names this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class _Reader:

@@ -37,6 +37,7 @@ from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 from relay.messages.dialect import event_to_beta
 from relay.messages.realtime import AUDIO_DELTA
+from relay.security.sampling import RefusalSampler
 
 ConnectUpstream = Callable[[str], Awaitable[Peer]]
 #: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
@@ -58,6 +59,9 @@ class RunnerDeps:
     stop_avatar: StopAvatar | None = None
     close_timeout_s: float = 2.0
     hangup_timeout_s: float = 6.0
+    #: Refused messages logged in full per connection, then only counted.
+    refusal_log_first: int = 5
+    refusal_log_window_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -100,6 +104,9 @@ class SessionRunner:
         self.on_frontends_left: Callable[[SessionRunner], None] | None = None
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
+        # Keyed by frontend ID, or "call": one peer's refusals never hide another's.
+        self._refusals = RefusalSampler(deps.refusal_log_first, deps.refusal_log_window_s,
+                                        self._loop.time)
 
     @property
     def id(self) -> str:
@@ -187,6 +194,10 @@ class SessionRunner:
         """A frontend's connection closed."""
         if self.frontends.pop(fid, None) is None:
             return
+        unlogged = self._refusals.forget(fid)
+        if unlogged:
+            self._log.warning(Ev.REFUSALS_SAMPLED, source="frontend", frontend=fid,
+                              unlogged=unlogged)
         self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         self._enter(self.session.remove_frontend, fid)
         if (not self.frontends and self.session.call is not None and not self.session.ended
@@ -205,7 +216,7 @@ class SessionRunner:
         self._enter(self.session.on_frontend_message, fid, msg)
 
     def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
-        self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid, code=code)
+        self._log_refusal(fid, source="frontend", frontend=fid, code=code)
         link = self.frontends.get(fid)
         if link is not None:
             link.conn.send_now(orjson.dumps(fmsg.error(code, message)))
@@ -230,12 +241,23 @@ class SessionRunner:
         except BadInput as exc:
             # Twilio cannot receive errors, and ending a paid interview over
             # one bad frame would hurt the user more than dropping it.
-            self._log.warning(Ev.BAD_INPUT, source="call", code=exc.code)
+            self._log_refusal("call", source="call", code=exc.code)
             return
         except Exception:
             self._crash("parse call message")
             return
         self._enter(self.session.on_call_message, msg)
+
+    def _log_refusal(self, peer: int | str, **fields: Any) -> None:
+        # One line per refusal only for a peer's first few; then counts.
+        sample = self._refusals.note(peer)
+        if sample is None:
+            return
+        if sample.full:
+            self._log.warning(Ev.BAD_INPUT, **fields)
+        else:
+            self._log.warning(Ev.REFUSALS_SAMPLED, source=fields["source"], peer=str(peer),
+                              unlogged=sample.suppressed)
 
     def call_closed(self) -> None:
         """The Twilio stream socket closed."""

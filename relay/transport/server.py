@@ -85,6 +85,8 @@ class RelayServer:
             stop_avatar=lambda provider, avatar_id: avatars.stop(avatar_id),
             close_timeout_s=settings.close_timeout_s,
             hangup_timeout_s=budget,
+            refusal_log_first=settings.refusal_log_first,
+            refusal_log_window_s=settings.refusal_log_window_s,
         )
         capacity = Capacity(
             max_sessions=settings.max_sessions,

@@ -113,7 +113,8 @@ async def test_api_needs_a_token(make_relay: RelayFactory) -> None:
     await fe.send_json({"type": "job_config", "config": {"role": "Chef"}})
     await fe.wait_for("job_config.ack")
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{relay.http}/api/sessions/stop_all?userId=alice") as resp:
+        async with http.post(f"{relay.http}/api/sessions/stop_all?userId=alice",
+                             headers={"X-Relay-Request": "1"}) as resp:
             assert resp.status == 401
         async with http.post(f"{relay.http}/api/sessions/{sid}/stop?token={token('bob')}") as resp:
             assert resp.status == 403
@@ -122,7 +123,7 @@ async def test_api_needs_a_token(make_relay: RelayFactory) -> None:
             assert resp.status == 200
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {token('alice')}"}
+        headers = {"Authorization": f"Bearer {token('alice')}", "X-Relay-Request": "1"}
         async with http.post(f"{relay.http}/api/sessions/stop_all", headers=headers) as resp:
             assert resp.status == 200 and (await resp.json()) == {"stopped": 0}
     await relay.wait_idle()

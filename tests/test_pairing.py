@@ -98,6 +98,8 @@ async def test_bare_logs_waiters_are_claimed_oldest_first(relay: Relay) -> None:
     assert b["callSid"] == call_b.call_sid and b["sessionId"] != a["sessionId"]
     for call in (call_a, call_b):
         await call.hang_up()
+    for fe in (first, second):
+        await fe.close()
     await relay.wait_idle()
 
 
@@ -111,6 +113,7 @@ async def test_bare_call_first_then_bare_logs(relay: Relay) -> None:
     msg = await fe.wait_for("session.associated")
     assert msg["sessionId"] == call.call_sid
     await call.hang_up()
+    await fe.close()
     await relay.wait_idle()
 
 

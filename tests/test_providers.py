@@ -73,14 +73,27 @@ async def test_already_ended_call_counts_as_success(relay: Relay) -> None:
 
 
 async def test_registered_call_that_never_streamed_is_canceled(relay: Relay) -> None:
-    """A frontend that registered a ringing call and leaves gets the call canceled."""
+    """A frontend that registered a ringing call Twilio told relay of, and leaves, gets it canceled."""
     call_sid = "CA" + uuid.uuid4().hex
     relay.twilio.add_call(call_sid, "ringing")
+    async with aiohttp.ClientSession() as http, http.post(
+            relay.http + "/twiml", data={"CallSid": call_sid}) as resp:
+        assert resp.status == 200
     fe = await relay.frontend(f"/logs?callSid={call_sid}")
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
     requests = relay.twilio.requests_for(call_sid)
     assert [r.form for r in requests] == [{"Status": "canceled"}]
+
+
+async def test_a_call_sid_relay_never_learned_is_never_canceled(relay: Relay) -> None:
+    """A browser naming someone else's CallSid cannot make relay cancel that call."""
+    call_sid = "CA" + uuid.uuid4().hex
+    relay.twilio.add_call(call_sid, "ringing")
+    fe = await relay.frontend(f"/logs?callSid={call_sid}")
+    await fe.send_json({"type": "session.end"})
+    await relay.wait_idle()
+    assert relay.twilio.requests_for(call_sid) == []
 
 
 async def test_without_credentials_the_risk_is_logged(make_relay: RelayFactory) -> None:

@@ -10,6 +10,7 @@ acknowledge when the model answers ``session.updated`` — or refuses it with an
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import Any
 
@@ -54,6 +55,24 @@ class Configuration:
             return frozenset()
         return frozenset(t["name"] for t in tools
                          if isinstance(t, dict) and isinstance(t.get("name"), str))
+
+    def carry_over(self, previous: Configuration) -> None:
+        """Start from what a previous session of the same page was configured with."""
+        self.job_config = previous.job_config
+        self.overrides = previous.overrides
+
+    def portable(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The configuration as JSON-ready values (a session moving to another node)."""
+        job = None if self.job_config is None else dataclasses.asdict(self.job_config)
+        return job, self.overrides
+
+    def restore(self, job: dict[str, Any] | None, overrides: dict[str, Any]) -> None:
+        """Take over a configuration made by :meth:`portable` on another node."""
+        self.job_config = None if job is None else JobConfig(**{
+            key: tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            if isinstance(value, list) else value
+            for key, value in job.items()})
+        self.overrides = dict(overrides)
 
     def set_job(self, config: JobConfig) -> None:
         """A new job configuration replaces the last one."""

@@ -87,6 +87,8 @@ class EndReason(StrEnum):
     INACTIVITY = "inactivity"
     MAX_DURATION = "max_duration"
     INTERNAL_ERROR = "internal_error"
+    #: The node running the session stopped; another node ended it.
+    RELAY_LOST = "relay_lost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,22 @@ class Directory(Protocol):
         """The session ``call_sid`` was bound to, if any."""
         ...
 
+    async def call_started(self, session_id: str, call_sid: str) -> None:
+        """The session's call started (a dead node's calls are hung up by a survivor)."""
+        ...
+
+    async def avatar_attached(self, session_id: str, avatar_id: str) -> None:
+        """The session holds this avatar (a dead node's avatars are stopped by a survivor)."""
+        ...
+
+    async def learn_call(self, call_sid: str) -> None:
+        """Twilio told relay of this call (a voice webhook that passed the gate), or relay placed it."""
+        ...
+
+    async def knows_call(self, call_sid: str) -> bool:
+        """Whether relay learned ``call_sid`` from Twilio or placed it (only those are ever ended)."""
+        ...
+
     async def add_waiting(self, session_id: str) -> None:
         """A bare ``/logs`` session now waits for a call (oldest first)."""
         ...

@@ -12,6 +12,8 @@ from relay.lifecycle.directory import Owner
 #: How many ended session IDs are remembered, and for how long (seconds).
 ENDED_MEMORY = 5000
 ENDED_TTL_S = 3600.0
+#: How many call SIDs learned from Twilio are remembered (for four hours: Twilio's longest call).
+KNOWN_CALLS = 20_000
 
 
 class MemoryDirectory:
@@ -28,6 +30,7 @@ class MemoryDirectory:
         self._waiting: dict[str, None] = {}
         self._unwatched: dict[str, None] = {}
         self._ended: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._known_calls: OrderedDict[str, float] = OrderedDict()
         self._token_ttl = stream_token_ttl_s
         self._token_capacity = token_capacity
         # token -> (call SID, session ID, expiry); and the one live token per call.
@@ -93,6 +96,22 @@ class MemoryDirectory:
 
     async def session_of_call(self, call_sid: str) -> str | None:
         return self._calls.get(call_sid)
+
+    async def call_started(self, session_id: str, call_sid: str) -> None:
+        return None  # one process has no survivor to hang up for it
+
+    async def avatar_attached(self, session_id: str, avatar_id: str) -> None:
+        return None
+
+    async def learn_call(self, call_sid: str) -> None:
+        self._known_calls[call_sid] = self._clock()
+        self._known_calls.move_to_end(call_sid)
+        while len(self._known_calls) > KNOWN_CALLS:
+            self._known_calls.popitem(last=False)
+
+    async def knows_call(self, call_sid: str) -> bool:
+        seen = self._known_calls.get(call_sid)
+        return seen is not None and self._clock() - seen < ENDED_TTL_S * 4
 
     # -- the bare-/logs queues ------------------------------------------------------------
 

@@ -52,8 +52,8 @@ class FrontendRoute:
     info: FrontendInfo = FrontendInfo()
     #: Who is connecting (from the token once auth is on; else ``?userId=``).
     user_id: str | None = None
-    #: The token's ``sid`` claim named exactly this session (auth on).
-    token_names_session: bool = False
+    #: The one session the frontend's token allows (its ``sid`` claim), if any.
+    token_session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +105,18 @@ class Pairing:
             return owner.user_id == route.user_id
         if self.auth and owner.ownerless_call:
             # Nobody has seen this call yet: only a token minted for it may claim it.
-            return route.token_names_session
+            return route.token_session_id is not None
         return True
 
     async def for_frontend(self, route: FrontendRoute, *, peek: bool = False) -> Target:
         """Where a frontend goes. ``peek`` looks without taking a queued session."""
+        target = await self._frontend_target(route, peek)
+        allowed = route.token_session_id
+        if allowed is not None and not isinstance(target, Refuse) and target.session_id != allowed:
+            return Refuse("the token is for another session", CloseCode.POLICY_VIOLATION, 403)
+        return target
+
+    async def _frontend_target(self, route: FrontendRoute, peek: bool) -> Target:
         d = self.directory
         if route.session_id is not None:
             owner = await d.owner(route.session_id)
@@ -125,7 +132,9 @@ class Pairing:
             owner = await d.owner(known) if known is not None else None
             if known is not None and owner is not None:
                 return self._join(known, owner, route, what="call")
-            return Create(str(uuid.uuid4()), call_sid=route.call_sid)
+            # Named by the call SID, so a proxy hashing ?callSid= and /call/{id}
+            # sends the frontend and the call to one node.
+            return Create(route.call_sid, call_sid=route.call_sid)
         if self.bare_pairing and not peek:
             while (sid := await d.take_unwatched()) is not None:
                 owner = await d.owner(sid)

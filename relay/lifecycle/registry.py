@@ -4,16 +4,19 @@ One :class:`Registry` is created by the server and passed in; there is no
 module-level state. It keeps the runner of every session this process runs
 and carries out :class:`~relay.lifecycle.pairing.Pairing`'s decisions over
 the :class:`~relay.lifecycle.directory.Directory` (the index every process of
-a fleet shares; one process alone uses the in-memory one).
+a fleet shares; one process alone uses the in-memory one). In a fleet, a
+session another node owns is reached through :class:`~relay.lifecycle.remote.Remote`:
+frontends are bridged to it, a call takes it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.core.session import EndReason, Session, SessionOptions
+from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
 from relay.errors import Forbidden, PairingRefused
 from relay.lifecycle import reporting
 from relay.lifecycle.directory import Directory
@@ -27,6 +30,7 @@ from relay.lifecycle.pairing import (
     valid_session_id,
 )
 from relay.lifecycle.ports import Peer
+from relay.lifecycle.remote import Attachment, Carried, Remote
 from relay.lifecycle.runner import RunnerDeps, SessionRunner
 from relay.logs import Ev, get_logger
 from relay.messages import twilio
@@ -67,6 +71,11 @@ class Registry:
         self.pairing = Pairing(self.directory, auth=auth,
                                bare_pairing=not auth if bare_pairing is None else bare_pairing)
         self.sessions: dict[str, SessionRunner] = {}
+        # Which session each frontend connection is attached to now (a bare
+        # frontend moves to a new session when its call ends).
+        self._attachments: dict[Peer, tuple[SessionRunner, int] | Attachment] = {}
+        #: The rest of the fleet, when there is one.
+        self.remote: Remote | None = None
         self.reporting = reporting.Reporting()
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -94,19 +103,31 @@ class Registry:
                                            ownerless_call=target.ownerless_call)
         if taken is not None:
             raise PairingRefused("that session exists already", CloseCode.SESSION_BUSY)
-        clock = self._clock or asyncio.get_running_loop().time
-        session = Session(target.session_id, self._options, clock, claimable=target.claimable)
-        session.user_id = user_id
-        runner = SessionRunner(session, self._deps, self._forget)
-        runner.on_frontends_left = self._frontends_left
-        self.sessions[target.session_id] = runner
+        runner = self._new_runner(target.session_id, user_id, claimable=target.claimable)
         if target.call_sid is not None:
             await self.directory.bind_call(target.call_sid, target.session_id)
-            session.registered_call_sid = target.call_sid
+            runner.session.registered_call_sid = target.call_sid
         if target.claimable:
             await self.directory.add_waiting(target.session_id)
         self._log.info(Ev.SESSION_CREATED, sessionId=target.session_id, claimable=target.claimable)
         return runner
+
+    def _new_runner(self, session_id: str, user_id: str | None, *,
+                    claimable: bool = False) -> SessionRunner:
+        clock = self._clock or asyncio.get_running_loop().time
+        session = Session(session_id, self._options, clock, claimable=claimable)
+        session.user_id = user_id
+        runner = SessionRunner(session, self._deps, self._forget)
+        runner.on_frontends_left = self._frontends_left
+        runner.keeps_frontends = self._keeps_frontends
+        runner.on_avatar = self._avatar_attached
+        self.sessions[session_id] = runner
+        return runner
+
+    @property
+    def node(self) -> str:
+        """This process's node ID."""
+        return self.directory.node
 
     def _local(self, session_id: str) -> SessionRunner | None:
         return self.sessions.get(session_id)
@@ -137,8 +158,8 @@ class Registry:
 
     # -- pairing ---------------------------------------------------------------------
 
-    async def attach_frontend(self, route: FrontendRoute, conn: Peer) -> tuple[SessionRunner, int]:
-        """Attach a ``/logs`` connection to its session, creating it if needed.
+    async def attach_frontend(self, route: FrontendRoute, conn: Peer) -> str:
+        """Attach a ``/logs`` connection to its session, creating it if needed; its session ID.
 
         Raises:
             PairingRefused: the named session is ending or ended, or belongs to
@@ -149,6 +170,13 @@ class Registry:
         match target:
             case Refuse(message, code, _, ended_reason):
                 raise PairingRefused(message, code, ended_reason=ended_reason)
+            case Join(session_id, owner) if owner.node != self.node:
+                assert self.remote is not None, "a session another node owns needs the fleet"
+                await self.directory.drop_queues(session_id)
+                self._attachments[conn] = await self.remote.open_frontend(
+                    owner.node, session_id, conn, route.info, route.user_id,
+                    route.token_session_id)
+                return session_id
             case Join(session_id):
                 runner = self._local(session_id)
                 if runner is None or runner.session.ended:
@@ -162,7 +190,39 @@ class Registry:
             runner.session.user_id = route.user_id
             await self.directory.set_user(runner.id, route.user_id)
         fid = runner.attach_frontend(conn, route.info)
-        return runner, fid
+        self._attachments[conn] = (runner, fid)
+        return runner.id
+
+    def detach_frontend(self, conn: Peer) -> None:
+        """A frontend connection closed: detach it from the session it is on now."""
+        attached = self._attachments.pop(conn, None)
+        if attached is None:
+            return
+        if isinstance(attached, tuple):
+            runner, fid = attached
+            runner.detach_frontend(fid)
+        else:
+            attached.detach()
+
+    def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
+                        user_id: str | None) -> PairingRefused | None:
+        """A frontend another node holds joins a session this node owns (fleet)."""
+        runner = self._local(session_id)
+        if runner is None or runner.session.ended:
+            return PairingRefused("that session is ending; start a new one",
+                                  CloseCode.TRY_AGAIN_LATER)
+        owner = runner.session.user_id
+        if owner is not None and user_id is not None and owner != user_id:
+            return PairingRefused("that session belongs to another user",
+                                  CloseCode.POLICY_VIOLATION)
+        if len(runner.frontends) >= self._limits.max_frontends_per_session:
+            return PairingRefused("too many frontends on this session", CloseCode.TRY_AGAIN_LATER)
+        if user_id is not None and owner is None:
+            runner.session.user_id = user_id
+            self._background(self.directory.set_user(session_id, user_id))
+        fid = runner.attach_frontend(peer, info)
+        self._attachments[peer] = (runner, fid)
+        return None
 
     async def attach_call(self, start: twilio.Start, path_session_id: str | None,
                           conn: Peer) -> SessionRunner:
@@ -176,6 +236,13 @@ class Registry:
         match target:
             case Refuse(message, code):
                 raise PairingRefused(message, code)
+            case Join(session_id, owner) if owner.node != self.node:
+                # Audio never crosses nodes: the session moves here, to its call.
+                assert self.remote is not None, "a session another node owns needs the fleet"
+                carried = await self.remote.take_over(owner.node, session_id)
+                if carried is None:
+                    raise PairingRefused("this session already has a call", CloseCode.SESSION_BUSY)
+                runner = self._arrive(session_id, carried)
             case Join(session_id):
                 runner = self._local(session_id)
                 if runner is None or runner.session.ended:
@@ -186,21 +253,61 @@ class Registry:
             raise PairingRefused("this session already has a call", CloseCode.SESSION_BUSY)
         await self.directory.drop_queues(runner.id)
         await self.directory.bind_call(start.call_sid, runner.id)
+        await self.directory.call_started(runner.id, start.call_sid)
         runner.attach_call(conn, start)
         if not runner.frontends and self.pairing.bare_pairing:
             await self.directory.add_unwatched(runner.id)
         return runner
 
+    def _arrive(self, session_id: str, carried: Carried) -> SessionRunner:
+        runner = self._new_runner(session_id, carried.user_id)
+        session = runner.session
+        session.config.restore(carried.job_config, carried.overrides)
+        session.registered_call_sid = carried.registered_call_sid
+        session.avatars.update(carried.avatars)
+        self._log.info(Ev.SESSION_MOVED_HERE, sessionId=session_id,
+                       frontends=len(carried.frontends))
+        for peer, info in carried.frontends:
+            fid = runner.attach_frontend(peer, info)
+            self._attachments[peer] = (runner, fid)
+        return runner
+
+    def hand_over(self, session_id: str) -> tuple[SessionRunner, list[tuple[Peer, FrontendInfo]]] | None:
+        """Give a waiting session to another node (its call arrived there): this node forgets it.
+
+        Returns the runner (to read what moves) and its frontends, which the
+        caller bridges to the new owner; None if it cannot move.
+        """
+        runner = self._local(session_id)
+        if runner is None or runner.session.ended or runner.session.call is not None:
+            return None
+        links = [(link.conn, link.info) for link in runner.frontends.values()]
+        for link in runner.frontends.values():
+            self._attachments.pop(link.conn, None)
+        runner.relinquish()
+        del self.sessions[session_id]
+        self._log.info(Ev.SESSION_MOVED_AWAY, sessionId=session_id, frontends=len(links))
+        return runner, links
+
+    def _avatar_attached(self, runner: SessionRunner, avatar_id: str) -> None:
+        self._background(self.directory.avatar_attached(runner.id, avatar_id))
+
     async def _supersede(self, user_id: str | None, keep: str | None) -> None:
         # One session per user (the avatar seed's singleton rule): a user who
-        # starts a new interview ends the old one first.
+        # starts a new interview ends the old one first, on whichever node.
         if user_id is None:
             return
         for sid in await self.directory.user_sessions(user_id):
+            if sid == keep:
+                continue
             runner = self._local(sid)
-            if runner is not None and not runner.session.ended and sid != keep:
-                self._log.info(Ev.SUPERSEDED, sessionId=sid, newSessionId=keep)
-                runner.end(EndReason.SUPERSEDED)
+            if runner is not None:
+                if not runner.session.ended:
+                    self._log.info(Ev.SUPERSEDED, sessionId=sid, newSessionId=keep)
+                    runner.end(EndReason.SUPERSEDED)
+            elif self.remote is not None and (owner := await self.directory.owner(sid)):
+                self._log.info(Ev.SUPERSEDED, sessionId=sid, newSessionId=keep, node=owner.node)
+                await self.remote.end(owner.node, sid, EndReason.SUPERSEDED, wait=False)
 
     def _frontends_left(self, runner: SessionRunner) -> None:
         # A call nobody watches any more (the page refreshed) is what a bare
@@ -219,17 +326,52 @@ class Registry:
         """Audio frames relayed since start: caller→model, model→caller."""
         return self.reporting.frames_relayed(self.sessions.values())
 
-    def _forget(self, runner: SessionRunner) -> None:
-        """A runner finished its teardown."""
+    async def _forget(self, runner: SessionRunner) -> None:
+        """A runner finished its teardown: forget it, and re-home the frontends it kept."""
         if self.sessions.get(runner.id) is runner:
             del self.sessions[runner.id]
+        for link in runner.frontends.values():
+            if link not in runner.kept_frontends:
+                self._attachments.pop(link.conn, None)
+        if runner.relinquished:
+            return
         self.reporting.forgotten(runner)
         session = runner.session
         # Only an interview that happened is over for good; a session that
         # ended before its call came may be named again by that call.
         reason = session.end_reason.value if session.end_reason else "unknown"
-        self._background(self.directory.release(
-            session.id, session.user_id, ended_reason=reason if session.call else None))
+        await self.directory.release(session.id, session.user_id,
+                                     ended_reason=reason if session.call else None)
+        if runner.kept_frontends:
+            await self._rehome(runner)
+
+    def _keeps_frontends(self, runner: SessionRunner) -> set[int]:
+        # The reference app's page connects once to a bare /logs, saves its
+        # configuration once, and expects the next call to use it: its
+        # frontends outlive a call that ended, not an operator's or a reaper's end.
+        if not self.pairing.bare_pairing or runner.session.end_reason not in _CALL_ENDS:
+            return set()
+        return {fid for fid, link in runner.frontends.items()
+                if link.info.bare and link.conn.is_open}
+
+    async def _rehome(self, old: SessionRunner) -> None:
+        links = [link for link in old.kept_frontends if link.conn.is_open]
+        if not links:
+            return
+        try:
+            runner = await self._create(Create(str(uuid.uuid4()), claimable=True),
+                                        old.session.user_id)
+        except PairingRefused as exc:
+            for link in links:
+                self._attachments.pop(link.conn, None)
+                link.conn.close_soon(exc.code, str(exc))
+            return
+        runner.session.config.carry_over(old.session.config)
+        self._log.info(Ev.FRONTEND_REHOMED, sessionId=runner.id, previous=old.id,
+                       frontends=len(links))
+        for link in links:
+            fid = runner.attach_frontend(link.conn, link.info)
+            self._attachments[link.conn] = (runner, fid)
 
     async def end_all(self, reason: EndReason) -> int:
         """End every session for ``reason`` and wait for their teardowns.
@@ -248,24 +390,49 @@ class Registry:
         return await self._stop([r for r in list(self.sessions.values()) if not r.session.ended])
 
     async def stop_user(self, user_id: str) -> int:
-        """End every session of ``user_id`` (reason ``stopped``); returns how many."""
+        """End every session of ``user_id`` on every node (reason ``stopped``); how many."""
+        stopped = await self.stop_user_here(user_id)
+        if self.remote is not None:
+            stopped += await self.remote.stop_user(user_id)
+        return stopped
+
+    async def stop_user_here(self, user_id: str) -> int:
+        """End ``user_id``'s sessions this node runs."""
         runners = [r for sid in await self.directory.user_sessions(user_id)
                    if (r := self._local(sid)) is not None and not r.session.ended]
         return await self._stop(runners)
 
     async def stop_session(self, session_id: str, user_id: str | None, *, admin: bool) -> bool:
-        """End one session; False if there is no such live session.
+        """End one session, on whichever node; False if there is no such live session.
 
         Raises:
             Forbidden: the session belongs to another user.
         """
         runner = self._local(session_id)
+        if runner is None and self.remote is not None:
+            owner = await self.directory.owner(session_id)
+            if owner is None:
+                return False
+            if not admin and owner.user_id is not None and owner.user_id != user_id:
+                raise Forbidden("that session belongs to another user")
+            return await self.remote.end(owner.node, session_id, EndReason.STOPPED, wait=True)
         if runner is None or runner.session.ended:
             return False
-        owner = runner.session.user_id
-        if not admin and owner is not None and owner != user_id:
+        owner_id = runner.session.user_id
+        if not admin and owner_id is not None and owner_id != user_id:
             raise Forbidden("that session belongs to another user")
         await self._stop([runner])
+        return True
+
+    async def end_here(self, session_id: str, reason: EndReason, *, wait: bool) -> bool:
+        """End a session this node runs (a request from another node)."""
+        runner = self._local(session_id)
+        if runner is None or runner.session.ended:
+            return False
+        self._log.info(Ev.STOP_REQUESTED, sessionId=session_id, reason=reason.value)
+        runner.end(reason)
+        if wait:
+            await runner.wait_done()
         return True
 
     async def _stop(self, runners: list[SessionRunner]) -> int:
@@ -313,17 +480,31 @@ class Registry:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def reset_all_sessions(self) -> int:
-        """End every session and clear every waiting frontend (operators, tests)."""
-        self._log.info(Ev.RESET_ALL, sessions=len(self.sessions))
-        ended = await self.end_all(EndReason.RESET)
+        """End every session on every node and clear every waiting frontend (operators, tests)."""
+        ended = await self.reset_here()
+        if self.remote is not None:
+            ended += await self.remote.reset()
         await self.directory.clear_queues()
         return ended
+
+    async def reset_here(self) -> int:
+        """End every session this node runs (reason ``reset``)."""
+        self._log.info(Ev.RESET_ALL, sessions=len(self.sessions))
+        return await self.end_all(EndReason.RESET)
 
     # -- reporting -----------------------------------------------------------------------
 
     def snapshot(self) -> list[dict[str, object]]:
-        """Every live session as the live sessions page shows it."""
-        return [reporting.snapshot_row(r, r.session.claimable) for r in self.sessions.values()]
+        """Every live session of this node as the live sessions page shows it."""
+        return [{**reporting.snapshot_row(r, r.session.claimable), "node": self.node}
+                for r in self.sessions.values()]
+
+    async def fleet_snapshot(self) -> list[dict[str, object]]:
+        """Every live session of every node."""
+        rows = self.snapshot()
+        if self.remote is not None:
+            rows += await self.remote.snapshot()
+        return rows
 
     def counts(self) -> dict[str, int]:
         """Sessions, waiting frontends, and open connections by kind."""

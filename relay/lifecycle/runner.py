@@ -44,6 +44,8 @@ ConnectUpstream = Callable[[str], Awaitable[Peer]]
 HangUp = Callable[[str, bool], Awaitable[object]]
 #: Stops a streaming avatar session: provider, avatar session ID.
 StopAvatar = Callable[[str, str], Awaitable[object]]
+#: Whether relay may end this call SID (it learned it from Twilio or placed the call).
+KnowsCall = Callable[[str], Awaitable[bool]]
 
 P = ParamSpec("P")
 _fids = itertools.count(1)
@@ -57,6 +59,7 @@ class RunnerDeps:
     toolbox: ToolBox
     hang_up: HangUp | None = None
     stop_avatar: StopAvatar | None = None
+    knows_call: KnowsCall | None = None
     close_timeout_s: float = 2.0
     hangup_timeout_s: float = 6.0
     #: Refused messages logged in full per connection, then only counted.
@@ -79,7 +82,7 @@ class SessionRunner:
         self,
         session: Session,
         deps: RunnerDeps,
-        forget: Callable[[SessionRunner], None],
+        forget: Callable[[SessionRunner], Awaitable[None]],
     ) -> None:
         self.session = session
         self.deps = deps
@@ -102,6 +105,14 @@ class SessionRunner:
         self._done = asyncio.Event()
         #: Called when the last frontend of a session with a call has left.
         self.on_frontends_left: Callable[[SessionRunner], None] | None = None
+        #: Asked at teardown which frontends stay open (to wait for the next call).
+        self.keeps_frontends: Callable[[SessionRunner], set[int]] | None = None
+        #: The frontends the teardown left open, for the registry to re-home.
+        self.kept_frontends: list[FrontendLink] = []
+        #: Called when a frontend attached an avatar (the fleet records it).
+        self.on_avatar: Callable[[SessionRunner, str], None] | None = None
+        #: The session moved to another node: nothing of it runs here any more.
+        self.relinquished = False
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
         # Keyed by frontend ID, or "call": one peer's refusals never hide another's.
@@ -213,7 +224,10 @@ class SessionRunner:
         except Exception:
             self._crash("parse frontend message")
             return
+        avatars = len(self.session.avatars)
         self._enter(self.session.on_frontend_message, fid, msg)
+        if len(self.session.avatars) > avatars and self.on_avatar is not None:
+            self.on_avatar(self, next(reversed(self.session.avatars)))
 
     def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
         self._log_refusal(fid, source="frontend", frontend=fid, code=code)
@@ -382,6 +396,21 @@ class SessionRunner:
         self._timer_version = None  # re-arm even if nothing was due yet
         self._enter(self.session.on_timer)
 
+    def relinquish(self) -> None:
+        """The session moved to another node before its call: stop its timers, run nothing.
+
+        Only a waiting session moves (no call, no model connection), so there
+        is nothing to close: its frontends are bridged to the new owner.
+        """
+        self.relinquished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        self.frontends.clear()
+        self._done.set()
+
     # -- teardown ------------------------------------------------------------------
 
     async def _teardown(self, reason: str) -> None:
@@ -403,7 +432,10 @@ class SessionRunner:
                 "superseded": CloseCode.SUPERSEDED,
                 "internal_error": CloseCode.INTERNAL_ERROR,
             }.get(reason, CloseCode.NORMAL)
-            closes = [self._close(link.conn, code, reason) for link in self.frontends.values()]
+            kept = self.keeps_frontends(self) if self.keeps_frontends is not None else set()
+            self.kept_frontends = [link for fid, link in self.frontends.items() if fid in kept]
+            closes = [self._close(link.conn, code, reason)
+                      for fid, link in self.frontends.items() if fid not in kept]
             if self.call is not None:
                 closes.insert(0, self._close(self.call, code if code != CloseCode.SUPERSEDED
                                              else CloseCode.NORMAL, reason))
@@ -419,7 +451,7 @@ class SessionRunner:
                 await self._step("close orphans", asyncio.gather(*self._closers, return_exceptions=True))
             if self.session.state is not State.ENDED:  # a crash may have ended it already
                 self.session.mark_ended()
-            self._forget(self)
+            await self._forget(self)
             self._log.info(Ev.SESSION_FORGOTTEN, reason=reason)
             self._done.set()
 
@@ -433,7 +465,9 @@ class SessionRunner:
                 jobs.append(self.deps.hang_up(session.call.call_sid, True))
             elif session.call is None and session.registered_call_sid:
                 # Registered but never streamed: the call may still be ringing.
-                jobs.append(self.deps.hang_up(session.registered_call_sid, False))
+                # A browser can name any CallSid, so only one relay learned
+                # from Twilio (or placed itself) is ever cancelled.
+                jobs.append(self._cancel_registered(session.registered_call_sid))
         if self.deps.stop_avatar is not None:
             for avatar_id, provider in session.avatars.items():
                 jobs.append(self.deps.stop_avatar(provider, avatar_id))
@@ -441,6 +475,14 @@ class SessionRunner:
             if isinstance(result, BaseException):
                 self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
                                   error=type(result).__name__)
+
+    async def _cancel_registered(self, call_sid: str) -> object:
+        knows = self.deps.knows_call
+        if knows is None or not await knows(call_sid):
+            self._log.warning(Ev.HANGUP_UNKNOWN_CALL)
+            return None
+        assert self.deps.hang_up is not None
+        return await self.deps.hang_up(call_sid, False)
 
     async def _close(self, conn: Peer, code: int, reason: str) -> None:
         try:

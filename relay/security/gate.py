@@ -126,9 +126,9 @@ class Gate:
         return origin is None or origin_allowed(origin, self.settings.allowed_origins)
 
     def admit_frontend(self, request: Request, session_id: str | None,
-                       query: Mapping[str, str]) -> tuple[str | None, bool]:
-        """Check a ``/logs`` handshake: the user it acts for (None: unknown), and
-        whether its token's ``sid`` names exactly ``session_id``.
+                       query: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """Check a ``/logs`` handshake: the user it acts for (None: unknown), and the
+        one session its token allows (its ``sid``), if it names one.
 
         Raises:
             AuthError: 401/403 with the reason.
@@ -139,11 +139,10 @@ class Gate:
             principal = self.verifier.verify(
                 token_from_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))
             )
-            if not principal.may_open(session_id):
+            if session_id is not None and not principal.may_open(session_id):
                 raise AuthError(403, "the token is for another session")
-            return principal.user_id, principal.session_id is not None and (
-                principal.session_id == session_id)
-        return query.get("userId") or None, False
+            return principal.user_id, principal.session_id
+        return query.get("userId") or None, None
 
     # -- /call and /twiml ----------------------------------------------------------------
 

@@ -55,16 +55,19 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
         return http.error_response(405, "method_not_allowed", "WebSocket upgrades use GET")
     if route.session_id is not None and not valid_session_id(route.session_id):
         return http.error_response(400, "bad_session_id", "sessionId is not valid")
+    if isinstance(route, LogsRoute) and route.call_sid is not None and not valid_session_id(
+            route.call_sid):
+        return http.error_response(400, "bad_call_sid", "callSid is not valid")
     settings = state.settings
     conn.max_send_buffer = settings.max_send_buffer
-    user_id, named = None, False
+    user_id, token_sid = None, None
     try:
         if isinstance(route, LogsRoute):
             if route.dialect not in (None, "ga", "beta"):
                 return http.error_response(400, "bad_dialect", "dialect must be ga or beta")
-            user_id, named = gate.admit_frontend(request, route.session_id, route.query)
+            user_id, token_sid = gate.admit_frontend(request, route.session_id, route.query)
             refusal = await state.registry.admission(FrontendRoute(
-                route.session_id, route.call_sid, user_id=user_id, token_names_session=named))
+                route.session_id, route.call_sid, user_id=user_id, token_session_id=token_sid))
             if refusal is not None:
                 raise AuthError(*refusal)
             conn.protocol.max_message_size = settings.max_frontend_message
@@ -80,7 +83,7 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
         log_refusal(gate, client, Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,
                     reason=exc.message)
         return http.error_response(exc.status, http.error_code(exc.status), exc.message)
-    conn.admitted = Admitted(route, user_id, client, named)
+    conn.admitted = Admitted(route, user_id, client, token_sid)
     return None
 
 

@@ -96,6 +96,9 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     session_id = params.get("sessionId")
     if session_id:
         parameters["sessionId"] = session_id
+    if params.get("CallSid"):
+        # Only calls Twilio told relay about may later be cancelled by relay.
+        await ctx.state.registry.directory.learn_call(params["CallSid"])
     if ctx.state.gate.signatures is not None:
         call_sid = params.get("CallSid")
         if not call_sid:
@@ -182,7 +185,7 @@ async def heygen_stop_all(ctx: Context, request: Request, route: HttpRoute) -> R
 async def sessions(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """Live sessions and the last ended ones (the live sessions page); operators only."""
     return json_response(200, {
-        "sessions": ctx.state.registry.snapshot(),
+        "sessions": await ctx.state.registry.fleet_snapshot(),
         "ended": list(reversed(ctx.state.registry.recently_ended)),
         "health": health_document(ctx.state),
     })

@@ -83,6 +83,7 @@ class RelayServer:
             toolbox=toolbox,
             hang_up=lambda call_sid, answered: calls.hang_up(call_sid, answered=answered),
             stop_avatar=lambda provider, avatar_id: avatars.stop(avatar_id),
+            knows_call=lambda call_sid: self.state.registry.directory.knows_call(call_sid),
             close_timeout_s=settings.close_timeout_s,
             hangup_timeout_s=budget,
             refusal_log_first=settings.refusal_log_first,

@@ -36,8 +36,8 @@ class Admitted:
     user_id: str | None = None
     #: The client's address, as the gate saw it.
     client: str = "unknown"
-    #: The frontend's token names exactly the session it asked for.
-    token_names_session: bool = False
+    #: The one session the frontend's token allows, if it names one.
+    token_session_id: str | None = None
 
 
 class RelayConnection(FrameReader, WireMixin, BodyReadingConnection):
@@ -82,9 +82,9 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         bare=bare,
     )
     try:
-        runner, fid = await state.registry.attach_frontend(
+        session_id = await state.registry.attach_frontend(
             FrontendRoute(route.session_id, route.call_sid, info, user_id=admitted.user_id,
-                          token_names_session=admitted.token_names_session), conn
+                          token_session_id=admitted.token_session_id), conn
         )
     except PairingRefused as exc:
         log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
@@ -99,8 +99,8 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         await conn.wait_closed()
     finally:
         handlers["frontend"] -= 1
-        runner.detach_frontend(fid)
-        log.info(Ev.FRONTEND_CLOSED, sessionId=runner.id, code=conn.close_code)
+        state.registry.detach_frontend(conn)
+        log.info(Ev.FRONTEND_CLOSED, sessionId=session_id, code=conn.close_code)
 
 
 #: Frames a call may send after ``start`` while it is being paired (20 ms each).

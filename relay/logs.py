@@ -31,12 +31,14 @@ class Ev:
     DEV_MODE = ("⚠️ DEVELOPMENT MODE: no RELAY_AUTH_SECRET, so anyone who can reach relay "
                 "can open frontend connections and read transcripts")
     NO_TWILIO_SIGNATURES = "⚠️ Twilio signatures are not checked: anyone can open /call streams"
+    PROTECTIONS = "🛡️ Protections"
     RATE_LIMITED = "🚦 Connection rate limit hit"
     HANDSHAKE_REFUSED = "🚫 Handshake refused"
     REFUSALS_SAMPLED = "🤐 Refusals keep coming from this client; counting them instead of logging each"
     NO_TWILIO_CREDENTIALS = "⚠️ No Twilio credentials: ended sessions cannot hang up their calls"
     DRAIN_TIMEOUT = "⏱️ Drain took too long; closing what is left"
     SERVER_STOPPING = "🛑 Relay server shutting down"
+    SHUTDOWN_HURRIED = "⏩ Second signal: closing every connection now (hang-ups still happen)"
     SERVER_STOPPED = "🏁 Relay server stopped"
 
     SESSION_CREATED = "🆕 Session created"

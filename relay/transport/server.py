@@ -1,9 +1,9 @@
 """The websockets server: one port for Twilio, browsers and HTTP; it owns shutdown.
 
 :class:`RelayServer` builds the process's one :class:`~relay.transport.state.AppState`
-(registry, gate, providers), listens, and stops once: stop accepting, end every
-session (frontends told, calls hung up, avatars stopped), close what is left
-with 1001, all within ``RELAY_DRAIN_S``.
+(registry, gate, providers), listens, and stops once (:mod:`relay.transport.shutdown`):
+stop accepting, end every session (frontends told, calls hung up, avatars
+stopped), every connection closed with 1001 within ``RELAY_DRAIN_S``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from relay.config import Settings
 from relay.core.deadlines import Limits
-from relay.core.session import EndReason, SessionOptions
+from relay.core.session import SessionOptions
 from relay.core.tools import ToolBox, default_toolbox
-from relay.errors import UpstreamConnectError
+from relay.errors import SettingsError, UpstreamConnectError
 from relay.lifecycle.memory import MemoryDirectory
 from relay.lifecycle.ports import Peer
 from relay.lifecycle.registry import Capacity, Registry
@@ -34,9 +34,10 @@ from relay.providers.twilio_rest import CallHangUp
 from relay.security.auth import SUBPROTOCOL
 from relay.security.gate import Gate
 from relay.transport import admission, sockets
-from relay.transport.health import health
+from relay.transport.health import health, protections
 from relay.transport.http import Context
 from relay.transport.metrics import Metrics
+from relay.transport.shutdown import Drain
 from relay.transport.state import AppState
 
 
@@ -65,6 +66,9 @@ class RelayServer:
     """relay's server: start it, serve, close it once."""
 
     def __init__(self, settings: Settings, *, toolbox: ToolBox | None = None) -> None:
+        problem = settings.exposure_problem()
+        if problem is not None:
+            raise SettingsError(problem)
         self.settings = settings
         toolbox = toolbox or default_toolbox()
         budget = settings.hangup_timeout_s
@@ -110,6 +114,7 @@ class RelayServer:
         self._http = Context(self.state, self.metrics)
         self._server: Server | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._drain: Drain | None = None
         self._log = get_logger(component="server")
 
     @property
@@ -159,6 +164,8 @@ class RelayServer:
             self._log.warning(Ev.DEV_MODE)
         if self.state.gate.signatures is None:
             self._log.warning(Ev.NO_TWILIO_SIGNATURES)
+        on, off = protections(self.state)
+        self._log.info(Ev.PROTECTIONS, on=on, off=off)
 
     @property
     def port(self) -> int:
@@ -176,40 +183,24 @@ class RelayServer:
     def close(self) -> asyncio.Task[None]:
         """Stop accepting, end every session (``shutdown``), close; idempotent.
 
-        Returns the shutdown task; await it (or :meth:`wait_closed`).
+        Returns the shutdown task; await it (or :meth:`wait_closed`). The order
+        and its bounds are :mod:`relay.transport.shutdown`'s.
         """
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self._shutdown())
+            self._drain = Drain(self.state, self._server, self.metrics)
+            self._closing = asyncio.get_running_loop().create_task(self._drain.run())
         return self._closing
+
+    def hurry(self) -> None:
+        """A second signal: close every connection now; hang-ups and avatar stops still happen."""
+        if self._drain is None:
+            self.close()
+        assert self._drain is not None
+        self._drain.hurry()
 
     async def wait_closed(self) -> None:
         """Wait for a shutdown started by :meth:`close`."""
         await self.close()
-
-    async def _shutdown(self) -> None:
-        registry = self.registry
-        self.state.shutting_down = True
-        self._log.info(Ev.SERVER_STOPPING, sessions=len(registry.sessions))
-        if self._server is not None:
-            # Stop accepting first so no session is born during the drain.
-            self._server.close(close_connections=False)
-        await registry.close()
-        try:
-            async with asyncio.timeout(self.settings.drain_s):
-                await registry.end_all(EndReason.SHUTDOWN)
-        except TimeoutError:
-            self._log.warning(Ev.DRAIN_TIMEOUT, left=len(registry.sessions))
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            try:
-                async with asyncio.timeout(self.settings.close_timeout_s):
-                    await self._server.wait_closed()
-            except TimeoutError:
-                self._log.warning(Ev.DRAIN_TIMEOUT, left=len(self._server.connections))
-        await self.state.calls.close()
-        await self.state.avatars.close()
-        await self.metrics.stop()
-        self._log.info(Ev.SERVER_STOPPED)
 
     # -- model ------------------------------------------------------------------------
 

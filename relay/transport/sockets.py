@@ -44,6 +44,8 @@ class RelayConnection(FrameReader, WireMixin, BodyReadingConnection):
     """A server connection: relay's frame reader and wire behaviour, request bodies, its admission."""
 
     admitted: Admitted | None = None
+    #: The local session whose teardown closes this connection, once paired.
+    session_id: str | None = None
 
 
 def connection_class(max_body: int) -> type[RelayConnection]:
@@ -63,12 +65,16 @@ async def handle(state: AppState, conn: RelayConnection) -> None:
     """The websockets connection handler: one call stream or one frontend."""
     admitted = conn.admitted
     assert admitted is not None, "process_request admits every upgrade"
-    if isinstance(admitted.route, CallRoute):
-        await _handle_call(state, conn, admitted.route)
-    else:
-        await _handle_frontend(state, conn, admitted.route, admitted)
-    if conn.close_task is not None:
-        await conn.close_task
+    state.connections.add(conn)
+    try:
+        if isinstance(admitted.route, CallRoute):
+            await _handle_call(state, conn, admitted.route)
+        else:
+            await _handle_frontend(state, conn, admitted.route, admitted)
+        if conn.close_task is not None:
+            await conn.close_task
+    finally:
+        state.connections.discard(conn)
 
 
 async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRoute,
@@ -93,6 +99,8 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
                 route.session_id or "", "ended", None, exc.ended_reason)))
         conn.close_soon(exc.code, str(exc))
         return
+    if session_id in state.registry.sessions:
+        conn.session_id = session_id
     handlers = state.counters.handlers
     handlers["frontend"] += 1
     try:
@@ -150,6 +158,7 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
         if start is not None and not closed.done():
             runner = await _pair_call(state, conn, route, start, log)
             if runner is not None:
+                conn.session_id = runner.id
                 conn.redeliver(early)
                 conn.resume_reading()
         await closed

@@ -228,6 +228,22 @@ class WireMixin:
         self.close_task = self.loop.create_task(self._close(code, reason))
         return self.close_task
 
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send a close frame and drop the connection without waiting for an answer.
+
+        For a hurried shutdown: the peer still learns why (the frame is flushed
+        before the socket closes), relay does not wait for its closing handshake.
+        """
+        self.closing = True
+        try:
+            if self.protocol.state is State.OPEN:
+                self.protocol.send_close(code, reason[:120])
+                self.send_data()  # type: ignore[attr-defined]
+        except Exception:
+            # The transport failed already; closing it below is all that is left.
+            pass
+        self.transport.close()
+
     async def _close(self, code: int, reason: str) -> None:
         # websockets' close() first drains the send buffer, which never ends
         # if the peer stopped reading: bound the whole handshake, then abort.

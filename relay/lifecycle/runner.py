@@ -65,6 +65,9 @@ class RunnerDeps:
     #: Refused messages logged in full per connection, then only counted.
     refusal_log_first: int = 5
     refusal_log_window_s: float = 60.0
+    #: When the model cannot be reached: how long the TwiML's apology may play
+    #: between closing the stream and hanging up (0: hang up at once).
+    apology_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -426,7 +429,8 @@ class SessionRunner:
                 self._attempt.cancel()
             if self.upstream is not None:
                 await self._close(self.upstream, CloseCode.NORMAL, "session ended")
-            await self._step("hang up and stop avatars", ending, self.deps.hangup_timeout_s)
+            await self._step("hang up and stop avatars", ending,
+                             self.deps.hangup_timeout_s + self._apology_s(reason))
             code = {
                 "shutdown": CloseCode.GOING_AWAY,
                 "superseded": CloseCode.SUPERSEDED,
@@ -461,7 +465,9 @@ class SessionRunner:
         session = self.session
         jobs: list[Awaitable[object]] = []
         if self.deps.hang_up is not None:
-            if session.call is not None and reason != EndReason.CALLER_HUNG_UP:
+            if session.call is not None and self._apology_s(reason):
+                jobs.append(self._apologise_then_hang_up(session.call.call_sid))
+            elif session.call is not None and reason != EndReason.CALLER_HUNG_UP:
                 jobs.append(self.deps.hang_up(session.call.call_sid, True))
             elif session.call is None and session.registered_call_sid:
                 # Registered but never streamed: the call may still be ringing.
@@ -475,6 +481,22 @@ class SessionRunner:
             if isinstance(result, BaseException):
                 self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
                                   error=type(result).__name__)
+
+    def _apology_s(self, reason: str) -> float:
+        # Only a model that could not be reached leaves the caller waiting for
+        # an explanation; every other end hangs up before the stream closes.
+        if reason != EndReason.UPSTREAM_FAILED or not self.call_open:
+            return 0.0
+        return self.deps.apology_s
+
+    async def _apologise_then_hang_up(self, call_sid: str) -> object:
+        # Twilio plays the TwiML's <Say> once the stream closes; the REST
+        # hang-up follows when it has had time to (the call ends by itself
+        # when the TwiML runs out, so this is the net under it).
+        assert self.call is not None and self.deps.hang_up is not None
+        await self._close(self.call, CloseCode.NORMAL, "the model cannot be reached")
+        await asyncio.sleep(self.deps.apology_s)
+        return await self.deps.hang_up(call_sid, True)
 
     async def _cancel_registered(self, call_sid: str) -> object:
         knows = self.deps.knows_call

@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 
 from relay.errors import AvatarApiError, Forbidden
 from relay.lifecycle.registry import valid_session_id
-from relay.messages.twiml import connect_stream_twiml, stream_url
+from relay.messages.twiml import APOLOGY, connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
 from relay.security.origins import origin_allowed
 from relay.transport.health import health as health_document
@@ -111,7 +111,10 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
     path = f"/call/{quote(session_id, safe='')}" if session_id else "/call"
     try:
-        body = connect_stream_twiml(stream_url(public, path), parameters)
+        # Played only if relay closes the stream before hanging up: when the
+        # model cannot be reached (RELAY_APOLOGY_S), the caller is not left in silence.
+        body = connect_stream_twiml(stream_url(public, path), parameters,
+                                    apology=APOLOGY if ctx.state.settings.apology_s > 0 else None)
     except ValueError as exc:
         return error_response(400, "bad_request", str(exc))
     return respond(200, body, "text/xml; charset=utf-8")

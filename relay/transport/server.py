@@ -92,6 +92,7 @@ class RelayServer:
             hangup_timeout_s=budget,
             refusal_log_first=settings.refusal_log_first,
             refusal_log_window_s=settings.refusal_log_window_s,
+            apology_s=settings.apology_s,
         )
         capacity = Capacity(
             max_sessions=settings.max_sessions,
@@ -229,6 +230,7 @@ class RelayServer:
             ping_timeout=s.ping_timeout_s,
             close_timeout=s.close_timeout_s,
             session_id=session_id,
+            budget=s.upstream_connect_budget_s,
         )
 
 

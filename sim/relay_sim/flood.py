@@ -116,12 +116,21 @@ class FloodResult:
         return bool(self.closes) and set(self.closes) == {4029}
 
 
+#: New flooding connections a second: what relay's default per-IP rate limit lets one client
+#: open (RELAY_CONN_RATE_PER_S). The relay under test has a wider limit so the prober, on the
+#: same address, is never refused; the flooder keeps to this one itself.
+RECONNECTS_PER_S = 20.0
+
+
 async def flood_for(url: str, flood: Flood, seconds: float) -> FloodResult:
     """Run ``flood`` from fresh connections, one at a time, for ``seconds``."""
     result = FloodResult(flood.name, started=time.time())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    next_connection = loop.time()
     while loop.time() < deadline:
+        await asyncio.sleep(max(0.0, next_connection - loop.time()))  # the per-IP pace
+        next_connection = loop.time() + 1 / RECONNECTS_PER_S
         path = flood.path.format(session=uuid.uuid4())
         try:
             peer = await RawSocket.connect(url, path)
@@ -247,12 +256,15 @@ class Prober:
 
 @contextlib.asynccontextmanager
 async def relay_process(model_url: str, *, budgets: bool = True,
-                        extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
+                        extra_env: dict[str, str] | None = None,
+                        relay_dir: str | None = None) -> AsyncIterator[str]:
     """``python -m relay`` on a free loopback port talking to ``model_url``; yields its URL.
 
-    The per-IP connection rate limit is raised so the prober and the flooder (one address)
-    are not refused for connecting often: the inbound budget is what is measured. With
-    ``budgets`` False the budgets are off, to see what they prevent.
+    The per-IP connection rate limit is raised so the prober (on the flooder's address) is not
+    refused; the flooder reconnects at the default limit's pace (:data:`RECONNECTS_PER_S`):
+    the inbound budget is what is measured. With ``budgets`` False the budgets are off, to see
+    what they prevent. ``relay_dir`` runs another checkout's relay (its ``relay`` package,
+    first on the path from its own directory), to compare.
     """
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RELAY_", "TWILIO_", "OPENAI_", "HEYGEN_", "PUBLIC_URL"))}
@@ -267,7 +279,7 @@ async def relay_process(model_url: str, *, budgets: bool = True,
                    RELAY_MAX_FRAGMENTS="0")
     env.update(extra_env or {})
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relay", env=env, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "relay", env=env, cwd=relay_dir, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, limit=1 << 20)
     assert proc.stderr is not None
     port = 0
@@ -351,7 +363,8 @@ def quantile(values: list[float], q: float) -> float:
 def table(report: Report) -> str:
     """The report as a fixed-width table, one row per flood."""
     head = (f"{'flood':<20} {'conns':>5} {'closed with':<11} {'close after':>11} "
-            f"{'MB sent':>8} {'health p50':>10} {'p99':>7} {'max':>7} {'≤50ms':>6}")
+            f"{'MB sent':>8} {'health p50':>10} {'p99':>7} {'max':>7} {'missed':>6} "
+            f"{'≤50ms':>6}")
     rows = [head, "-" * len(head)]
     for r in report.results:
         closes = ",".join(f"{code or 'none'}×{n}" for code, n in sorted(
@@ -364,11 +377,12 @@ def table(report: Report) -> str:
         rows.append(f"{r.name:<20} {r.connections:>5} {closes:<11} "
                     f"{close_after:>11} {r.bytes_sent / 1e6:>8.1f} {quantile(ms, 0.5):>8.1f}ms "
                     f"{quantile(ms, 0.99):>5.1f}ms {max(ms, default=float('nan')):>5.1f}ms "
-                    f"{ok:>6}")
+                    f"{r.health_failures:>6} {ok:>6}")
     idle = [x * 1000 for x in report.idle_health]
     rows.append(f"{'(no flood)':<20} {'':>5} {'':<11} {'':>11} {'':>8} "
                 f"{quantile(idle, 0.5):>8.1f}ms {quantile(idle, 0.99):>5.1f}ms "
                 f"{max(idle, default=float('nan')):>5.1f}ms")
+    rows.append("missed: /health requests not answered within 2 s during the flood")
     rows.append(f"bystander call: {report.frames_sent} frames sent in real time, "
                 f"{report.frames_lost} lost")
     return "\n".join(rows)

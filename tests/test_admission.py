@@ -175,3 +175,18 @@ async def test_a_long_lived_token_is_refused_on_the_handshake(make_relay: RelayF
         await RawSocket.connect(relay.url, "/logs/abc", headers={
             "Sec-WebSocket-Protocol": f"relay.v1, {mint_token(SECRET, 'a', ttl_s=86_400 * 365)}"})
     assert refused.value.status == 401
+
+
+async def test_refusals_after_the_handshake_are_sampled_per_address(
+        make_relay: RelayFactory) -> None:
+    """Streams refused for their first message, 30 times from one address: a few lines."""
+    relay = await make_relay(refusal_log_first=2)
+    with capture_logs() as logs:
+        for _ in range(30):
+            call = await relay.call("/call")
+            await call.send_raw("not json")
+            await call.wait_closed(WAIT)
+        await relay.wait_idle()
+    refused = [e for e in logs if e["event"] == Ev.CALL_REFUSED]
+    counts = [e["unlogged"] for e in logs if e["event"] == Ev.REFUSALS_SAMPLED]
+    assert len(refused) == 2 and counts == [1, 10]

@@ -12,13 +12,12 @@ per client address (:class:`~relay.security.sampling.RefusalSampler`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from relay.errors import AuthError, BadPath
 from relay.lifecycle.pairing import FrontendRoute, valid_session_id
 from relay.logs import Ev, get_logger
-from relay.security.gate import Gate, repeated_header, socket_address
+from relay.security.gate import repeated_header, socket_address
 from relay.transport import http
+from relay.transport.refusals import log_refusal
 from relay.transport.routes import CallRoute, HttpRoute, LogsRoute, Route, parse_route
 from relay.transport.sockets import Admitted, RelayConnection
 from relay.wire.compat import Request, Response
@@ -86,15 +85,3 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
     conn.admitted = Admitted(route, user_id, client, token_sid)
     return None
 
-
-def log_refusal(gate: Gate, client: str, event: str, **fields: Any) -> None:
-    """Log a refusal of ``client``: in full for its first few, then only counts."""
-    sample = gate.refusals.note(client)
-    if sample is None:
-        return
-    if not sample.full:
-        _log.warning(Ev.REFUSALS_SAMPLED, client=client, unlogged=sample.suppressed)
-    elif sample.earlier:
-        _log.warning(event, client=client, unloggedBefore=sample.earlier, **fields)
-    else:
-        _log.warning(event, client=client, **fields)

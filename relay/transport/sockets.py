@@ -20,6 +20,7 @@ from relay.lifecycle.pairing import FrontendRoute
 from relay.logs import Ev, get_logger
 from relay.messages import frontend, twilio
 from relay.messages.closecodes import CloseCode
+from relay.transport.refusals import log_refusal
 from relay.transport.routes import CallRoute, LogsRoute
 from relay.transport.state import AppState
 from relay.wire.connection import WireMixin
@@ -93,7 +94,7 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
                           token_session_id=admitted.token_session_id), conn
         )
     except PairingRefused as exc:
-        log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
+        log_refusal(state.gate, admitted.client, Ev.FRONTEND_REFUSED, log, reason=str(exc))
         if exc.ended_reason is not None:
             conn.send_now(orjson.dumps(frontend.call_status_changed(
                 route.session_id or "", "ended", None, exc.ended_reason)))
@@ -111,12 +112,17 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         log.info(Ev.FRONTEND_CLOSED, sessionId=session_id, code=conn.close_code)
 
 
+def _client(conn: RelayConnection) -> str:
+    return conn.admitted.client if conn.admitted is not None else "unknown"
+
+
 #: Frames a call may send after ``start`` while it is being paired (20 ms each).
 _MAX_EARLY_FRAMES = 250
 
 
 async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute) -> None:
     log = _log.bind(sessionId=route.session_id)
+    client = _client(conn)
     log.info(Ev.CALL_CONNECTED)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[twilio.Start | None] = loop.create_future()
@@ -136,7 +142,8 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
             if not isinstance(msg, twilio.Start):
                 raise BadInput(f"{type(msg).__name__.lower()} before start", code="wrong_order")
         except BadInput as exc:
-            log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+            log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code,
+                        detail=exc.message)
             conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
             started.set_result(None)
             return
@@ -152,7 +159,7 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
         done, _ = await asyncio.wait({started, closed}, timeout=state.settings.call_start_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
-            log.warning(Ev.CALL_REFUSED, code="start_timeout")
+            log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code="start_timeout")
             conn.close_soon(CloseCode.START_TIMEOUT, "no start message in time")
         start = started.result() if started.done() else None
         if start is not None and not closed.done():
@@ -172,6 +179,7 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
 
 async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
                      start: twilio.Start, log: Any) -> Any:
+    client = _client(conn)
     named = route.session_id or start.custom_parameters.get("sessionId") or None
     try:
         if state.gate.signatures is not None and not await state.registry.directory.spend_stream_token(
@@ -181,11 +189,11 @@ async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
                            code="bad_stream_token")
         runner = await state.registry.attach_call(start, route.session_id, conn)
     except BadInput as exc:
-        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+        log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code, detail=exc.message)
         conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
         return None
     except PairingRefused as exc:
-        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=str(exc))
+        log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code, detail=str(exc))
         conn.close_soon(exc.code, str(exc))
         return None
     log.info(Ev.CALL_STARTED, sessionId=runner.id, callSid=start.call_sid,

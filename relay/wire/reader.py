@@ -201,8 +201,9 @@ class FrameReader:
         if self._taken_over and not self._passthrough and self._inbuf:
             # Frames that came before the end (a close frame, say) come first;
             # a partial frame left over is the protocol's to call truncated.
-            self._run(None, len(self._inbuf))
-            if self._inbuf and not self._passthrough:
+            # (Held frames, when relay paused reading, are moot: the peer is gone.)
+            status = self._run(None, len(self._inbuf))
+            if self._inbuf and not self._passthrough and status is not _Status.BLOCKED:
                 rest = bytes(self._inbuf)
                 self._inbuf.clear()
                 super().data_received(rest)  # type: ignore[misc]

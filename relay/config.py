@@ -144,6 +144,14 @@ class Settings:
     max_send_buffer: int = 1 << 20
     #: Trust X-Forwarded-For for the client address (behind your own proxy only).
     trust_proxy: bool = False
+    #: Fleet mode: the Redis every node shares (empty: one process, no other service).
+    redis_url: str = field(default="", repr=False)
+    #: This node's name in the fleet; empty: host name and port.
+    node_id: str = ""
+    #: How often a node writes its heartbeat, and how long a silent node
+    #: lives before a survivor ends its sessions (``relay_lost``).
+    fleet_heartbeat_s: float = 2.0
+    fleet_dead_after_s: float = 10.0
     #: The bare-/logs pairing rules (oldest waiting frontend, unwatched call)
     #: are for a single-tenant app: ``auto`` turns them off when frontend auth is on.
     bare_pairing: str = "auto"
@@ -313,6 +321,10 @@ class Settings:
             max_send_buffer=reader.int("RELAY_MAX_SEND_BUFFER", d.max_send_buffer),
             trust_proxy=reader.bool("RELAY_TRUST_PROXY", d.trust_proxy),
             bare_pairing=reader.choice("RELAY_BARE_PAIRING", "auto", ("auto", "on", "off")),
+            redis_url=reader.str("RELAY_REDIS_URL", ""),
+            node_id=reader.str("RELAY_NODE_ID", ""),
+            fleet_heartbeat_s=reader.positive("RELAY_FLEET_HEARTBEAT_S", d.fleet_heartbeat_s),
+            fleet_dead_after_s=reader.positive("RELAY_FLEET_DEAD_AFTER_S", d.fleet_dead_after_s),
             farewell_timeout_s=reader.float("RELAY_FAREWELL_TIMEOUT_S", d.farewell_timeout_s),
             call_start_timeout_s=reader.float("RELAY_CALL_START_TIMEOUT_S", d.call_start_timeout_s),
             close_timeout_s=reader.float("RELAY_CLOSE_TIMEOUT_S", d.close_timeout_s),

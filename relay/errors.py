@@ -10,7 +10,8 @@
     │   ├── AuthError           no valid credentials, or not allowed (has an HTTP status)
     │   ├── Forbidden           the thing named belongs to someone else (403)
     │   ├── BadPath             a WebSocket path relay does not serve (404)
-    │   └── PairingRefused      a connection cannot join the session it names (has a close code)
+    │   ├── PairingRefused      a connection cannot join the session it names (has a close code)
+    │   └── FleetUnavailable    fleet mode, and the shared Redis cannot be reached (503)
     ├── ConfigError             a configuration relay cannot use
     │   ├── SettingsError       an environment variable (also a ValueError)
     │   └── JobConfigError      a browser's job configuration (also a ValueError)
@@ -103,6 +104,12 @@ class PairingRefused(Refused):
         super().__init__(message)
         self.code = code
         self.ended_reason = ended_reason
+
+
+class FleetUnavailable(Refused):
+    """The fleet's shared store cannot be reached: new sessions are refused until it returns."""
+
+    status = 503
 
 
 class ConfigError(RelayError):

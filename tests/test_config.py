@@ -68,6 +68,10 @@ FULL_ENV = {
     "RELAY_MAX_SEND_BUFFER": "65536",
     "RELAY_TRUST_PROXY": "1",
     "RELAY_BARE_PAIRING": "on",
+    "RELAY_REDIS_URL": "redis://127.0.0.1:6390/0",
+    "RELAY_NODE_ID": "node-a",
+    "RELAY_FLEET_HEARTBEAT_S": "0.5",
+    "RELAY_FLEET_DEAD_AFTER_S": "3",
     "RELAY_EVENT_LOOP": "asyncio",
     # -- hardening --
     "RELAY_ALLOW_INSECURE": "1",
@@ -178,6 +182,10 @@ def test_every_variable_is_read() -> None:
         max_send_buffer=65536,
         trust_proxy=True,
         bare_pairing="on",
+        redis_url="redis://127.0.0.1:6390/0",
+        node_id="node-a",
+        fleet_heartbeat_s=0.5,
+        fleet_dead_after_s=3.0,
         # -- hardening --
         allow_insecure=True,
         call_messages_per_s=60.0,

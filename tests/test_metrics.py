@@ -21,9 +21,12 @@ async def scrape(relay: Relay, headers: dict[str, str] | None = AS_ADMIN
             assert resp.headers["Content-Type"].startswith("text/plain")
             text = await resp.text()
     samples = {}
+    node = relay.server.registry.node
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = dict(sample.labels)
+            assert labels.pop("node") == node, sample  # every sample names its node
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return samples
 
 

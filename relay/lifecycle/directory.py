@@ -115,6 +115,14 @@ class Directory(Protocol):
         """A one-time token binding a stream to (CallSid, session); replaces the call's last one."""
         ...
 
+    async def mint_dial_token(self, session_id: str, ttl_s: float) -> str:
+        """A stream token for a call relay is about to place: its call SID comes later."""
+        ...
+
+    async def bind_dial_token(self, token: str, call_sid: str) -> None:
+        """The placed call's SID is known: bind the token to it (one live token per call)."""
+        ...
+
     async def spend_stream_token(self, token: str | None, call_sid: str,
                                  session_id: str | None) -> bool:
         """Spend a token for exactly this call and session; a mismatch does not spend it."""

@@ -151,6 +151,21 @@ class MemoryDirectory:
         self._token_of_call[call_sid] = token
         return token
 
+    async def mint_dial_token(self, session_id: str, ttl_s: float) -> str:
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = ("", session_id, self._clock() + ttl_s)
+        return token
+
+    async def bind_dial_token(self, token: str, call_sid: str) -> None:
+        entry = self._tokens.get(token)
+        if entry is None or entry[0]:
+            return  # spent, expired, or bound already: binding never moves a token
+        self._tokens[token] = (call_sid, entry[1], entry[2])
+        old = self._token_of_call.pop(call_sid, None)
+        if old is not None and old != token:
+            self._tokens.pop(old, None)
+        self._token_of_call[call_sid] = token
+
     async def spend_stream_token(self, token: str | None, call_sid: str,
                                  session_id: str | None) -> bool:
         if not token:

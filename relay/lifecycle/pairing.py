@@ -128,8 +128,10 @@ class Pairing:
                               ended_reason=reason)
             return Create(route.session_id)
         if route.call_sid is not None:
-            known = await d.session_of_call(route.call_sid)
-            owner = await d.owner(known) if known is not None else None
+            # The call's session: one bound to it, or one named by it (a call
+            # that arrived without a session, or an earlier ?callSid= page).
+            known = await d.session_of_call(route.call_sid) or route.call_sid
+            owner = await d.owner(known)
             if known is not None and owner is not None:
                 return self._join(known, owner, route, what="call")
             # Named by the call SID, so a proxy hashing ?callSid= and /call/{id}

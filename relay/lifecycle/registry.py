@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
-from relay.errors import Forbidden, PairingRefused
+from relay.errors import FleetUnavailable, Forbidden, PairingRefused
 from relay.lifecycle import reporting
 from relay.lifecycle.directory import Directory
 from relay.lifecycle.memory import MemoryDirectory
@@ -46,6 +46,13 @@ _CALL_ENDS = frozenset({
 })
 
 
+class Taken(PairingRefused):
+    """A session ID was claimed by another connection between look-up and claim."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} was just made elsewhere", CloseCode.SESSION_BUSY)
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """How much one relay process takes on."""
@@ -71,6 +78,7 @@ class Registry:
         self.pairing = Pairing(self.directory, auth=auth,
                                bare_pairing=not auth if bare_pairing is None else bare_pairing)
         self.sessions: dict[str, SessionRunner] = {}
+        self._creating: dict[str, asyncio.Future[SessionRunner | None]] = {}
         # Which session each frontend connection is attached to now (a bare
         # frontend moves to a new session when its call ends).
         self._attachments: dict[Peer, tuple[SessionRunner, int] | Attachment] = {}
@@ -78,6 +86,8 @@ class Registry:
         self.remote: Remote | None = None
         self.reporting = reporting.Reporting()
         self._sweeper: asyncio.Task[None] | None = None
+        # Releases that could not reach the directory (fleet store away), retried.
+        self._unreleased: list[tuple[str, str | None, str | None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._log = get_logger(component="registry")
 
@@ -97,13 +107,29 @@ class Registry:
         return sum(1 for r in self.sessions.values() if not r.done)
 
     async def _create(self, target: Create, user_id: str | None) -> SessionRunner:
+        """Claim ``target``'s ID and make its runner.
+
+        Raises:
+            Taken: another connection (on any node) made it first; pair again.
+        """
         if self._live_count() >= self._limits.max_sessions:
             raise PairingRefused("relay is at capacity", CloseCode.TRY_AGAIN_LATER)
-        taken = await self.directory.claim(target.session_id, user_id,
-                                           ownerless_call=target.ownerless_call)
-        if taken is not None:
-            raise PairingRefused("that session exists already", CloseCode.SESSION_BUSY)
-        runner = self._new_runner(target.session_id, user_id, claimable=target.claimable)
+        sid = target.session_id
+        if sid in self._creating:
+            raise Taken(sid)
+        # Claiming may wait on the fleet's store: a second connection for the
+        # same ID meanwhile waits for this one instead of missing it.
+        creating = self._creating[sid] = asyncio.get_running_loop().create_future()
+        try:
+            taken = await self.directory.claim(sid, user_id, ownerless_call=target.ownerless_call)
+            if taken is not None:
+                raise Taken(sid)
+            runner = self._new_runner(sid, user_id, claimable=target.claimable)
+            creating.set_result(runner)
+        finally:
+            if not creating.done():
+                creating.set_result(None)
+            del self._creating[sid]
         if target.call_sid is not None:
             await self.directory.bind_call(target.call_sid, target.session_id)
             runner.session.registered_call_sid = target.call_sid
@@ -128,6 +154,13 @@ class Registry:
     def node(self) -> str:
         """This process's node ID."""
         return self.directory.node
+
+    async def _arrived(self, session_id: str) -> SessionRunner | None:
+        """The local runner of ``session_id``, waiting for one being made right now."""
+        creating = self._creating.get(session_id)
+        if creating is not None:
+            await asyncio.shield(creating)
+        return self.sessions.get(session_id)
 
     def _local(self, session_id: str) -> SessionRunner | None:
         return self.sessions.get(session_id)
@@ -165,6 +198,14 @@ class Registry:
             PairingRefused: the named session is ending or ended, or belongs to
                 another user.
         """
+        for _ in range(3):
+            try:
+                return await self._attach_frontend(route, conn)
+            except Taken:
+                continue  # made by another connection meanwhile: now it is a join
+        raise PairingRefused("that session is busy; try again", CloseCode.TRY_AGAIN_LATER)
+
+    async def _attach_frontend(self, route: FrontendRoute, conn: Peer) -> str:
         target = await self.pairing.for_frontend(route)
         runner: SessionRunner | None
         match target:
@@ -178,7 +219,7 @@ class Registry:
                     route.token_session_id)
                 return session_id
             case Join(session_id):
-                runner = self._local(session_id)
+                runner = await self._arrived(session_id)
                 if runner is None or runner.session.ended:
                     raise PairingRefused("that session is ending; start a new one",
                                          CloseCode.TRY_AGAIN_LATER)
@@ -204,10 +245,14 @@ class Registry:
         else:
             attached.detach()
 
-    def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
-                        user_id: str | None) -> PairingRefused | None:
+    def hold_for_remote(self, conn: Peer, attachment: Attachment) -> None:
+        """A local socket now belongs to a session another node owns (it moved there)."""
+        self._attachments[conn] = attachment
+
+    async def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
+                              user_id: str | None) -> PairingRefused | None:
         """A frontend another node holds joins a session this node owns (fleet)."""
-        runner = self._local(session_id)
+        runner = await self._arrived(session_id)
         if runner is None or runner.session.ended:
             return PairingRefused("that session is ending; start a new one",
                                   CloseCode.TRY_AGAIN_LATER)
@@ -231,6 +276,15 @@ class Registry:
         Raises:
             PairingRefused: the session already has a call, or its ID is invalid.
         """
+        for _ in range(3):
+            try:
+                return await self._attach_call(start, path_session_id, conn)
+            except Taken:
+                continue
+        raise PairingRefused("that session is busy", CloseCode.TRY_AGAIN_LATER)
+
+    async def _attach_call(self, start: twilio.Start, path_session_id: str | None,
+                           conn: Peer) -> SessionRunner:
         target = await self.pairing.for_call(start, path_session_id)
         runner: SessionRunner | None
         match target:
@@ -244,7 +298,7 @@ class Registry:
                     raise PairingRefused("this session already has a call", CloseCode.SESSION_BUSY)
                 runner = self._arrive(session_id, carried)
             case Join(session_id):
-                runner = self._local(session_id)
+                runner = await self._arrived(session_id)
                 if runner is None or runner.session.ended:
                     raise PairingRefused("that session is ending", CloseCode.TRY_AGAIN_LATER)
             case Create():
@@ -340,8 +394,13 @@ class Registry:
         # Only an interview that happened is over for good; a session that
         # ended before its call came may be named again by that call.
         reason = session.end_reason.value if session.end_reason else "unknown"
-        await self.directory.release(session.id, session.user_id,
-                                     ended_reason=reason if session.call else None)
+        try:
+            await self.directory.release(session.id, session.user_id,
+                                         ended_reason=reason if session.call else None)
+        except FleetUnavailable:
+            # The shared store is away: release it once the store is back.
+            self._unreleased.append((session.id, session.user_id,
+                                     reason if session.call else None))
         if runner.kept_frontends:
             await self._rehome(runner)
 
@@ -361,17 +420,21 @@ class Registry:
         try:
             runner = await self._create(Create(str(uuid.uuid4()), claimable=True),
                                         old.session.user_id)
-        except PairingRefused as exc:
+        except (PairingRefused, Taken) as exc:
             for link in links:
                 self._attachments.pop(link.conn, None)
                 link.conn.close_soon(exc.code, str(exc))
             return
         runner.session.config.carry_over(old.session.config)
+        # A page may have closed while the new session was being made.
+        links = [link for link in links if link.conn.is_open]
         self._log.info(Ev.FRONTEND_REHOMED, sessionId=runner.id, previous=old.id,
                        frontends=len(links))
         for link in links:
             fid = runner.attach_frontend(link.conn, link.info)
             self._attachments[link.conn] = (runner, fid)
+        if not links:
+            runner.end(EndReason.FRONTEND_LEFT)
 
     async def end_all(self, reason: EndReason) -> int:
         """End every session for ``reason`` and wait for their teardowns.
@@ -451,6 +514,17 @@ class Registry:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+            await self.retry_releases()
+
+    async def retry_releases(self) -> None:
+        """Release what could not be released while the directory was unreachable."""
+        while self._unreleased:
+            session_id, user_id, reason = self._unreleased[0]
+            try:
+                await self.directory.release(session_id, user_id, ended_reason=reason)
+            except FleetUnavailable:
+                return
+            self._unreleased.pop(0)
 
     def sweep(self) -> int:
         """Act on every passed deadline now; returns how many sessions it ended.

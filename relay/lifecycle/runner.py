@@ -198,10 +198,12 @@ class SessionRunner:
         """Add a frontend; returns its ID. Its messages now reach the session."""
         fid = next(_fids)
         self.frontends[fid] = FrontendLink(conn, info)
+        # The session learns of the frontend first: setting the sinks delivers
+        # what it sent meanwhile, and the answers must reach it.
+        self._enter(self.session.add_frontend, fid, info)
         conn.set_sinks(lambda text: self._on_frontend_text(fid, text),
                        lambda data: self._refuse_frontend(
                            fid, "binary_not_accepted", "send JSON text frames, not binary"))
-        self._enter(self.session.add_frontend, fid, info)
         return fid
 
     def detach_frontend(self, fid: int) -> None:

@@ -42,6 +42,8 @@ class Answer:
     body: Any
     attempts: int
     error: str
+    #: The last HTTP status, or None when no answer came (network error).
+    status: int | None = None
 
 
 def basic_auth(login: str, password: str) -> str:
@@ -116,7 +118,7 @@ class RestClient:
         path: str,
         log: structlog.stdlib.BoundLogger,
         *,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | list[tuple[str, str]] | None = None,
         json: Any = None,
     ) -> Answer:
         """One request with retries; never raises for provider or network failures."""
@@ -125,23 +127,25 @@ class RestClient:
         while True:
             attempt += 1
             hint: float | None = None
+            status: int | None = None
             try:
                 async with self._http().request(
                     method, self._base_url + path, data=data, json=json,
                     headers=self._headers, timeout=self._timeout, allow_redirects=False,
                 ) as resp:
                     body = await json_or_none(resp)
+                    status = resp.status
                     verdict = self.classify(resp.status, body)
                     error = f"HTTP {resp.status}"
                     hint = retry_after(resp.headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 verdict, error, body = Verdict.RETRY, type(exc).__name__, None
             if verdict in (Verdict.DONE, Verdict.GONE):
-                return Answer(verdict, body, attempt, error)
+                return Answer(verdict, body, attempt, error, status)
             code = body.get("code") if isinstance(body, Mapping) else None
             if verdict is Verdict.FAIL or attempt > len(delays):
                 log.warning(self.fail_event, attempts=attempt, error=error, providerCode=code)
-                return Answer(Verdict.FAIL, body, attempt, error)
+                return Answer(Verdict.FAIL, body, attempt, error, status)
             delay = delays[attempt - 1]
             if hint is not None:
                 delay = max(delay, min(hint, self._backoff_max))

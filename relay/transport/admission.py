@@ -12,7 +12,7 @@ per client address (:class:`~relay.security.sampling.RefusalSampler`).
 
 from __future__ import annotations
 
-from relay.errors import AuthError, BadPath
+from relay.errors import AuthError, BadPath, FleetUnavailable
 from relay.lifecycle.pairing import FrontendRoute, valid_session_id
 from relay.logs import Ev, get_logger
 from relay.security.gate import repeated_header, socket_address
@@ -77,6 +77,9 @@ async def process_request(ctx: http.Context, conn: RelayConnection,
             conn.protocol.max_message_size = settings.max_call_message
             conn.set_budget(gate.call_budget, kind="call", client=client,
                             sessionId=route.session_id)
+    except FleetUnavailable as exc:
+        _log.warning(Ev.FLEET_REFUSED, client=client)
+        return http.error_response(503, "fleet_unavailable", str(exc))
     except AuthError as exc:
         kind = "frontend" if isinstance(route, LogsRoute) else "call"
         log_refusal(gate, client, Ev.HANDSHAKE_REFUSED, kind=kind, status=exc.status,

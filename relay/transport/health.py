@@ -12,8 +12,9 @@ def health(state: AppState) -> dict[str, Any]:
     settings = state.settings
     counts = state.registry.counts()
     handlers = state.counters.handlers
-    return {
+    doc: dict[str, Any] = {
         "status": "shutting_down" if state.shutting_down else "ok",
+        "node": state.registry.node,
         "model": "local" if settings.uses_local_model else "openai",
         "sessions": counts["sessions"],
         "waitingFrontends": counts["waitingFrontends"],
@@ -35,6 +36,9 @@ def health(state: AppState) -> dict[str, Any]:
             "adminToken": state.gate.admin_configured,
         },
     }
+    if state.fleet is not None:
+        doc["fleet"] = state.fleet.view()
+    return doc
 
 
 def protections(state: AppState) -> tuple[list[str], list[str]]:

@@ -36,7 +36,7 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from relay.errors import AvatarApiError, Forbidden
+from relay.errors import AvatarApiError, FleetUnavailable, Forbidden
 from relay.lifecycle.registry import valid_session_id
 from relay.messages.twiml import APOLOGY, connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
@@ -94,6 +94,15 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     public = ctx.state.settings.public_url or _public_from_request(request)
     parameters = {}
     session_id = params.get("sessionId")
+    directory = ctx.state.registry.directory
+    call_sid = params.get("CallSid")
+    if not session_id and call_sid:
+        # A page registered this call (/logs?callSid=): name its session, so the
+        # stream routes to the node the page is on.
+        registered = await directory.session_of_call(call_sid)
+        if registered is None and await directory.owner(call_sid) is not None:
+            registered = call_sid
+        session_id = registered
     if session_id:
         parameters["sessionId"] = session_id
     if params.get("CallSid"):
@@ -279,6 +288,8 @@ async def answer(ctx: Context, request: Request, route: HttpRoute) -> Response:
             response = await endpoint.handler(ctx, request, route)
         except AuthError as exc:
             response = error_response(exc.status, error_code(exc.status), exc.message)
+        except FleetUnavailable as exc:
+            response = error_response(503, "fleet_unavailable", str(exc))
     for name, value in cors_headers(ctx.state, request).items():
         response.headers[name] = value
     return response

@@ -9,6 +9,8 @@ stopped), every connection closed with 1001 within ``RELAY_DRAIN_S``.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -21,6 +23,10 @@ from relay.core.deadlines import Limits
 from relay.core.session import SessionOptions
 from relay.core.tools import ToolBox, default_toolbox
 from relay.errors import SettingsError, UpstreamConnectError
+from relay.fleet.directory import RedisDirectory
+from relay.fleet.node import FleetNode
+from relay.fleet.store import Store
+from relay.lifecycle.directory import Directory
 from relay.lifecycle.memory import MemoryDirectory
 from relay.lifecycle.ports import Peer
 from relay.lifecycle.registry import Capacity, Registry
@@ -99,17 +105,35 @@ class RelayServer:
             max_sessions_per_user=settings.max_sessions_per_user,
             max_frontends_per_session=settings.max_frontends_per_session,
         )
+        node = settings.node_id or f"{socket.gethostname()}:{settings.port or os.getpid()}"
+        self._store: Store | None = None
+        directory: Directory
+        if settings.redis_url:
+            self._store = Store(settings.redis_url)
+            directory = RedisDirectory(self._store, node,
+                                       stream_token_ttl_s=settings.stream_token_ttl_s)
+        else:
+            directory = MemoryDirectory(node, stream_token_ttl_s=settings.stream_token_ttl_s)
+        registry = Registry(
+            session_options(settings, toolbox), deps, limits=capacity, directory=directory,
+            auth=bool(settings.auth_secret), bare_pairing=settings.bare_pairing_on)
+        self.fleet: FleetNode | None = None
+        if self._store is not None:
+            assert isinstance(directory, RedisDirectory)
+            self.fleet = FleetNode(
+                self._store, directory, registry,
+                heartbeat_s=settings.fleet_heartbeat_s, dead_after_s=settings.fleet_dead_after_s,
+                hang_up=deps.hang_up, stop_avatar=deps.stop_avatar,
+                load=lambda: self._load())
+            registry.remote = self.fleet
         self.state = AppState(
             settings=settings,
-            registry=Registry(
-                session_options(settings, toolbox), deps, limits=capacity,
-                directory=MemoryDirectory(f"{settings.host}:{settings.port}",
-                                          stream_token_ttl_s=settings.stream_token_ttl_s),
-                auth=bool(settings.auth_secret), bare_pairing=settings.bare_pairing_on),
+            registry=registry,
             gate=Gate(settings, time.monotonic),
             toolbox=toolbox,
             calls=calls,
             avatars=avatars,
+            fleet=self.fleet,
         )
         self.metrics = Metrics(self.state)
         self._http = Context(self.state, self.metrics)
@@ -127,11 +151,19 @@ class RelayServer:
         """The ``/health`` document."""
         return health(self.state)
 
+    def _load(self) -> dict[str, Any]:
+        counts = self.registry.counts()
+        return {"sessions": counts["sessions"], "calls": counts["call"],
+                "frontends": counts["frontend"]}
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen on ``HOST:PORT``; returns once the socket is bound."""
         s = self.settings
+        if self.fleet is not None:
+            # Reachable by the other nodes before any connection arrives here.
+            await self.fleet.start()
         self._server = await serve(
             partial(sockets.handle, self.state),
             s.host,
@@ -188,7 +220,7 @@ class RelayServer:
         and its bounds are :mod:`relay.transport.shutdown`'s.
         """
         if self._closing is None:
-            self._drain = Drain(self.state, self._server, self.metrics)
+            self._drain = Drain(self.state, self._server, self._release)
             self._closing = asyncio.get_running_loop().create_task(self._drain.run())
         return self._closing
 
@@ -203,6 +235,17 @@ class RelayServer:
         """Wait for a shutdown started by :meth:`close`."""
         await self.close()
 
+    async def _release(self) -> None:
+        # The drain's last step: what this server holds besides connections.
+        await self.registry.retry_releases()
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self._store is not None:
+            await self._store.close()
+        await self.state.calls.close()
+        await self.state.avatars.close()
+        await self.metrics.stop()
+
     # -- model ------------------------------------------------------------------------
 
     async def _connect_upstream(self, session_id: str) -> Peer:
@@ -212,7 +255,7 @@ class RelayServer:
         except UpstreamConnectError:
             self.state.counters.upstream_failures += 1
             raise
-        self.metrics.upstream_connect_seconds.observe(time.monotonic() - started)
+        self.metrics.upstream_connected(time.monotonic() - started)
         return peer
 
     async def _open_upstream(self, session_id: str) -> Peer:

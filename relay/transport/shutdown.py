@@ -11,7 +11,8 @@
    the peer's closing handshake.
 5. Teardowns still busy hanging up calls or stopping avatars are waited for
    anyway: a second signal shortens the drain, it never skips those (each is
-   bounded by ``RELAY_HANGUP_TIMEOUT_S``). Then the providers' HTTP clients close.
+   bounded by ``RELAY_HANGUP_TIMEOUT_S``). Then the server lets go of the rest
+   (the fleet, the directory's store, the providers' HTTP clients, metrics).
 
 So every connection has its 1001 within ``RELAY_DRAIN_S`` of the first signal,
 and the process is gone within ``RELAY_DRAIN_S`` + ``RELAY_HANGUP_TIMEOUT_S`` +
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay.core.session import EndReason
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
-from relay.transport.metrics import Metrics
 from relay.transport.state import AppState
 
 _log = get_logger(component="server")
@@ -37,10 +38,11 @@ _REASON = "server shutting down"
 class Drain:
     """One server's shutdown; :meth:`run` it once, :meth:`hurry` it from a second signal."""
 
-    def __init__(self, state: AppState, server: Any, metrics: Metrics) -> None:
+    def __init__(self, state: AppState, server: Any,
+                 release: Callable[[], Awaitable[None]]) -> None:
         self._state = state
         self._server = server
-        self._metrics = metrics
+        self._release = release
         self._hurried = asyncio.Event()
 
     @property
@@ -85,9 +87,7 @@ class Drain:
         except TimeoutError:
             _log.warning(Ev.DRAIN_TIMEOUT, left=len(registry.sessions), step="teardowns")
         await self._wait_connections(settings.close_timeout_s)
-        await state.calls.close()
-        await state.avatars.close()
-        await self._metrics.stop()
+        await self._release()
         _log.info(Ev.SERVER_STOPPED)
 
     def _close(self, which: Any) -> None:

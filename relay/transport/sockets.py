@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from relay.core.session import FrontendInfo
-from relay.errors import BadInput, PairingRefused
+from relay.errors import BadInput, FleetUnavailable, PairingRefused
 from relay.lifecycle.pairing import FrontendRoute
 from relay.logs import Ev, get_logger
 from relay.messages import frontend, twilio
@@ -93,6 +93,10 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
             FrontendRoute(route.session_id, route.call_sid, info, user_id=admitted.user_id,
                           token_session_id=admitted.token_session_id), conn
         )
+    except FleetUnavailable as exc:
+        log.warning(Ev.FLEET_REFUSED, kind="frontend")
+        conn.close_soon(CloseCode.TRY_AGAIN_LATER, str(exc))
+        return
     except PairingRefused as exc:
         log_refusal(state.gate, admitted.client, Ev.FRONTEND_REFUSED, log, reason=str(exc))
         if exc.ended_reason is not None:
@@ -195,6 +199,10 @@ async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
     except PairingRefused as exc:
         log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code, detail=str(exc))
         conn.close_soon(exc.code, str(exc))
+        return None
+    except FleetUnavailable as exc:
+        log.warning(Ev.FLEET_REFUSED, kind="call")
+        conn.close_soon(CloseCode.TRY_AGAIN_LATER, str(exc))
         return None
     log.info(Ev.CALL_STARTED, sessionId=runner.id, callSid=start.call_sid,
              streamSid=start.stream_sid)

@@ -12,6 +12,7 @@ from typing import Any
 
 from relay.config import Settings
 from relay.core.tools import ToolBox
+from relay.fleet.node import FleetNode
 from relay.lifecycle.registry import Registry
 from relay.providers.heygen import AvatarSessions
 from relay.providers.twilio_rest import CallHangUp
@@ -44,5 +45,7 @@ class AppState:
     #: Every WebSocket connection past its handshake, until its handler returns
     #: (the drain closes each with 1001).
     connections: set[Any] = field(default_factory=set)
+    #: This node in its fleet (RELAY_REDIS_URL), or None for one process alone.
+    fleet: FleetNode | None = None
     #: Set once shutdown began: /health says so and new sessions are refused.
     shutting_down: bool = False

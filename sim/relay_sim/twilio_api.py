@@ -5,6 +5,8 @@ that answers call updates the way Twilio documents them::
 
     POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json   Status=completed|canceled
     GET  /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json
+    POST /2010-04-01/Accounts/{AccountSid}/Calls.json             (place a call: see
+                                                                  relay_sim.twilio_outbound)
 
 - bad or missing basic auth: 401, error 20003;
 - an unknown call (or one marked with :meth:`mark_ended`): 404, error 20404;
@@ -33,8 +35,10 @@ from typing import Any
 from aiohttp import web
 
 from relay_sim.requestlog import LoopbackApp, RequestLog
+from relay_sim.twilio_outbound import OutboundCalls, read_form
 
 _CALL_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Calls/([^/]+)\.json")
+_CALLS_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Calls\.json")
 _ENDED = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
 _REASONS = {401: "Authenticate", 404: "Not Found", 429: "Too Many Requests",
             500: "Internal Server Error", 503: "Service Unavailable"}
@@ -115,6 +119,14 @@ class FakeTwilioApi(LoopbackApp):
         self._log: RequestLog[RecordedRequest] = RequestLog("Twilio API")
         self._scripts: dict[str, _Script] = {}
         self._release = asyncio.Event()
+        #: Calls placed through ``Calls.json``, and their callbacks.
+        self.outbound = OutboundCalls(account_sid, auth_token)
+        self.outbound.on_status = self._follow
+
+    def _follow(self, call_sid: str, status: str) -> None:
+        call = self.calls.get(call_sid)
+        if call is not None and call.status not in _ENDED:
+            call.status = status
 
     async def start(self) -> str:
         """Start listening on 127.0.0.1, port 0; return the base URL."""
@@ -183,7 +195,20 @@ class FakeTwilioApi(LoopbackApp):
     # Serving -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        full_form = await read_form(request)
+        form = {key: values[-1] for key, values in full_form.items()}
+        if _CALLS_PATH.fullmatch(request.path) and request.method == "POST":
+            record = RecordedRequest(request.method, request.path, form, self._auth_ok(request),
+                                     None)
+            await self._log.record(record)
+            if not record.auth_ok:
+                status, body = 401, {"code": 20003, "message": "Authenticate", "status": 401}
+            else:
+                status, body = self.outbound.create(full_form)
+                if status == 201:
+                    self.add_call(str(body["sid"]), "queued")
+            record.answer = status
+            return web.json_response(body, status=status)
         match = _CALL_PATH.fullmatch(request.path)
         call_sid = match.group(2) if match else None
         record = RecordedRequest(

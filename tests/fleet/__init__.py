@@ -1,0 +1,1 @@
+"""Tests of the fleet's pieces: the HAProxy configuration, the harness, scripts/fleet."""

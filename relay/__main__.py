@@ -1,4 +1,10 @@
-"""``python -m relay``: settings → logging → server, until SIGTERM or SIGINT."""
+"""``python -m relay``: settings → logging → server, until SIGTERM or SIGINT.
+
+The first signal starts the drain (:mod:`relay.transport.shutdown`); a second
+one, of either kind, hurries it: every connection is closed at once, but
+frontends are still told, calls hung up and avatars stopped. The handlers stay
+installed until the drain is over, so no signal kills relay half way.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +24,24 @@ async def run(settings: Settings) -> None:
     server = RelayServer(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            server.hurry()
+        stop.set()
+
     # Installed before listening: a SIGTERM right after start must drain too.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await server.start()
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await server.close()
+        try:
+            await server.close()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -7,6 +7,7 @@ fractions (tests run the whole lifecycle in fractions of a second).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -17,20 +18,31 @@ from relay.errors import SettingsError
 DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 
+#: The browser origins development mode allows: pages served from this machine only
+#: (``:*`` matches any port, or none).
+LOCAL_ORIGINS = tuple(f"{scheme}://{host}:*" for host in ("localhost", "127.0.0.1", "[::1]")
+                      for scheme in ("http", "https"))
+
+#: What a relay reachable from other machines sets (named when development mode refuses to).
+PUBLIC_DEPLOYMENT_VARIABLES = ("RELAY_AUTH_SECRET", "RELAY_ADMIN_TOKEN", "RELAY_ALLOWED_ORIGINS",
+                               "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_URL")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All of relay's configuration. Build it with :meth:`from_env`."""
 
     # -- server --------------------------------------------------------------
-    #: Interface to listen on.
-    host: str = "0.0.0.0"
+    #: Interface to listen on. From the environment the default is 0.0.0.0 when
+    #: RELAY_AUTH_SECRET is set and loopback in development mode.
+    host: str = "127.0.0.1"
     #: Port for WebSockets and HTTP alike (Twilio, browsers, operators).
     port: int = 8081
     #: Public base URL of this relay as Twilio reaches it (https://…); the
     #: TwiML stream URL is derived from it. Empty: derived from the request.
     public_url: str = ""
-    #: Bearer token guarding operator endpoints (reset). Empty: unguarded.
+    #: Bearer token guarding operator endpoints (reset, sessions, metrics, HeyGen
+    #: stop-all). Empty: those endpoints answer 403.
     admin_token: str = field(default="", repr=False)
     #: Largest HTTP request body accepted (Twilio's webhook form, beacons).
     max_http_body: int = 16 * 1024
@@ -104,8 +116,9 @@ class Settings:
     #: HeyGen key, to stop streaming avatar sessions attached to interviews.
     heygen_api_key: str = field(default="", repr=False)
     heygen_api_base_url: str = "https://api.heygen.com"
-    #: Browser origins allowed on /logs and the HTTP API ("*": any).
-    allowed_origins: tuple[str, ...] = ("*",)
+    #: Browser origins allowed on /logs and the HTTP API ("*": any; ``:*`` any port).
+    #: From the environment the default is "*" with RELAY_AUTH_SECRET, else localhost only.
+    allowed_origins: tuple[str, ...] = LOCAL_ORIGINS
 
     # -- security -------------------------------------------------------------
     #: HS256 secret shared with the app that mints frontend tokens; empty runs
@@ -144,6 +157,38 @@ class Settings:
     #: The bare-/logs pairing rules (oldest waiting frontend, unwatched call)
     #: are for a single-tenant app: ``auto`` turns them off when frontend auth is on.
     bare_pairing: str = "auto"
+
+    # -- hardening: exposure, inbound budgets, refusal logs, token lifetime ----
+    #: Development mode (no RELAY_AUTH_SECRET) refuses a HOST beyond loopback unless this is set.
+    allow_insecure: bool = False
+    #: Inbound budget of one /call stream: messages a second with a burst (every
+    #: frame counts: fragments, pings and empty frames too) and bytes a second.
+    #: Twilio sends 50 media frames a second; ten times that is closed (4029).
+    call_messages_per_s: float = 100.0
+    call_message_burst: int = 250
+    call_bytes_per_s: int = 48 * 1024
+    #: The same for a /logs frontend, which sends a few messages a minute.
+    frontend_messages_per_s: float = 20.0
+    frontend_message_burst: int = 100
+    frontend_bytes_per_s: int = 128 * 1024
+    #: Frames one message may be fragmented into.
+    max_fragments: int = 32
+    #: Refusals logged in full per client address (handshakes) or per connection
+    #: (messages); later ones are only counted, in lines at 10, 100, 1000, ...
+    refusal_log_first: int = 5
+    #: A client with no refusal for this long is logged in full again.
+    refusal_log_window_s: float = 60.0
+    #: Longest frontend token lifetime accepted, from ``iat`` to ``exp`` (tokens
+    #: must then carry ``iat``); 0 accepts any lifetime.
+    auth_max_ttl_s: float = 86400.0
+    #: With RELAY_TRUST_PROXY: proxies that append to X-Forwarded-For; the client
+    #: is the entry this many places from the right.
+    trusted_hops: int = 1
+    #: Total time for reaching the model: every attempt, its open timeout and back-off.
+    upstream_connect_budget_s: float = 10.0
+    #: When the model cannot be reached the stream closes first, so Twilio plays
+    #: the TwiML's apology; the REST hang-up follows this much later. 0: no apology.
+    apology_s: float = 6.0
 
     @property
     def verifies_twilio(self) -> bool:
@@ -188,6 +233,19 @@ class Settings:
         return self.bare_pairing == "on"
 
     @property
+    def loopback_only(self) -> bool:
+        """Whether HOST is reachable from this machine only."""
+        return is_loopback(self.host)
+
+    def exposure_problem(self) -> str | None:
+        """Why these settings must not start (development mode beyond loopback), or None."""
+        if self.auth_secret or self.allow_insecure or self.loopback_only:
+            return None
+        return (f"HOST={self.host} would expose development mode (no RELAY_AUTH_SECRET) to other "
+                f"machines. A public deployment sets {', '.join(PUBLIC_DEPLOYMENT_VARIABLES)}; "
+                "to listen there without them anyway, set RELAY_ALLOW_INSECURE=1")
+
+    @property
     def uses_local_model(self) -> bool:
         """Whether sessions talk to the built-in local model."""
         return self.model == "local"
@@ -224,8 +282,8 @@ class Settings:
                 "(or RELAY_TWILIO_SIGNATURES=off)"
             )
         d = cls()
-        return cls(
-            host=reader.str("HOST", d.host),
+        settings = cls(
+            host=reader.str("HOST", "0.0.0.0" if secret else d.host),
             port=reader.port("PORT", d.port),
             public_url=reader.str("PUBLIC_URL", d.public_url),
             admin_token=reader.str("RELAY_ADMIN_TOKEN", ""),
@@ -273,7 +331,8 @@ class Settings:
             hangup_timeout_s=reader.float("RELAY_HANGUP_TIMEOUT_S", d.hangup_timeout_s),
             heygen_api_key=reader.str("HEYGEN_API_KEY", ""),
             heygen_api_base_url=reader.str("HEYGEN_API_BASE_URL", d.heygen_api_base_url),
-            allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS", d.allowed_origins),
+            allowed_origins=reader.list("RELAY_ALLOWED_ORIGINS",
+                                        ("*",) if secret else d.allowed_origins),
             auth_secret=reader.str("RELAY_AUTH_SECRET", ""),
             auth_audience=reader.str("RELAY_AUTH_AUDIENCE", d.auth_audience),
             twilio_signatures=reader.choice("RELAY_TWILIO_SIGNATURES", "auto", ("auto", "on", "off")),
@@ -312,11 +371,47 @@ class Settings:
             azure_openai_deployment=reader.str("AZURE_OPENAI_DEPLOYMENT", ""),
             azure_openai_api_version=reader.str(
                 "AZURE_OPENAI_API_VERSION", d.azure_openai_api_version),
+            # -- hardening --
+            allow_insecure=reader.bool("RELAY_ALLOW_INSECURE", d.allow_insecure),
+            call_messages_per_s=reader.float("RELAY_CALL_MESSAGES_PER_S", d.call_messages_per_s),
+            call_message_burst=reader.int("RELAY_CALL_MESSAGE_BURST", d.call_message_burst),
+            call_bytes_per_s=reader.int("RELAY_CALL_BYTES_PER_S", d.call_bytes_per_s),
+            frontend_messages_per_s=reader.float(
+                "RELAY_FRONTEND_MESSAGES_PER_S", d.frontend_messages_per_s),
+            frontend_message_burst=reader.int(
+                "RELAY_FRONTEND_MESSAGE_BURST", d.frontend_message_burst),
+            frontend_bytes_per_s=reader.int("RELAY_FRONTEND_BYTES_PER_S", d.frontend_bytes_per_s),
+            max_fragments=reader.int("RELAY_MAX_FRAGMENTS", d.max_fragments),
+            refusal_log_first=reader.int("RELAY_REFUSAL_LOG_FIRST", d.refusal_log_first),
+            refusal_log_window_s=reader.positive(
+                "RELAY_REFUSAL_LOG_WINDOW_S", d.refusal_log_window_s),
+            auth_max_ttl_s=reader.float("RELAY_AUTH_MAX_TTL_S", d.auth_max_ttl_s),
+            trusted_hops=reader.int("RELAY_TRUSTED_HOPS", d.trusted_hops),
+            upstream_connect_budget_s=reader.positive(
+                "RELAY_UPSTREAM_CONNECT_BUDGET_S", d.upstream_connect_budget_s),
+            apology_s=reader.float("RELAY_APOLOGY_S", d.apology_s),
         )
+        problem = settings.exposure_problem()
+        if problem is not None:
+            raise SettingsError(problem)
+        if settings.trusted_hops < 1:
+            raise SettingsError("RELAY_TRUSTED_HOPS must be at least 1")
+        return settings
 
     def replace(self, **changes: object) -> Settings:
         """Return a copy with ``changes`` applied (tests and embedding)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) names this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class _Reader:

@@ -8,6 +8,7 @@ emoji; context goes in key-value pairs, never into the sentence.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -30,11 +31,14 @@ class Ev:
     DEV_MODE = ("⚠️ DEVELOPMENT MODE: no RELAY_AUTH_SECRET, so anyone who can reach relay "
                 "can open frontend connections and read transcripts")
     NO_TWILIO_SIGNATURES = "⚠️ Twilio signatures are not checked: anyone can open /call streams"
+    PROTECTIONS = "🛡️ Protections"
     RATE_LIMITED = "🚦 Connection rate limit hit"
     HANDSHAKE_REFUSED = "🚫 Handshake refused"
+    REFUSALS_SAMPLED = "🤐 Refusals keep coming from this client; counting them instead of logging each"
     NO_TWILIO_CREDENTIALS = "⚠️ No Twilio credentials: ended sessions cannot hang up their calls"
     DRAIN_TIMEOUT = "⏱️ Drain took too long; closing what is left"
     SERVER_STOPPING = "🛑 Relay server shutting down"
+    SHUTDOWN_HURRIED = "⏩ Second signal: closing every connection now (hang-ups still happen)"
     SERVER_STOPPED = "🏁 Relay server stopped"
 
     SESSION_CREATED = "🆕 Session created"
@@ -95,6 +99,8 @@ class Ev:
     FRONTEND_REFUSED = "🚫 Frontend connection refused"
     BAD_INPUT = "🚫 Refused bad input"
     SLOW_PEER = "🐢 Peer is not reading; closing it"
+    INBOUND_BUDGET = "🚰 Peer sent more than its inbound budget; closing it"
+    PEER_UNRESPONSIVE = "💀 Peer stopped answering pings; dropping it"
     HANDLER_CRASHED = "💥 Connection handler crashed"
     RESET_ALL = "♻️ Resetting all sessions"
     HTTP_REQUEST = "🌍 HTTP request"
@@ -121,6 +127,30 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) ->
     """
     for key in [k for k in event_dict if _is_secret_key(k)]:
         event_dict[key] = "[redacted]"
+    return event_dict
+
+
+#: C0 and C1 controls, DEL, and the bidirectional overrides and isolates: what
+#: can move a terminal's cursor, recolour it or reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_control_characters(_logger: WrappedLogger, _name: str,
+                              event_dict: EventDict) -> EventDict:
+    """Escape control characters in string values (``\\x1b`` for ESC, ``\\u202e``, ...).
+
+    A structlog processor for the console renderer, which prints strings raw:
+    a user ID or a path from a client must not be able to write terminal
+    escapes or fake a second log line. JSON escapes them by itself.
+    """
+    for key, value in event_dict.items():
+        if isinstance(value, str) and _CONTROL.search(value):
+            event_dict[key] = _CONTROL.sub(_escaped, value)
     return event_dict
 
 
@@ -160,6 +190,7 @@ def configure_logging(level: str = "INFO", fmt: str = "") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info if not use_console else _identity,
+                escape_control_characters if use_console else _identity,
                 renderer,
             ],
         )
@@ -178,5 +209,11 @@ def _identity(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> Even
 
 
 def get_logger(**context: Any) -> structlog.stdlib.BoundLogger:
-    """Return relay's logger with ``context`` bound."""
-    return structlog.get_logger("relay").bind(**context)
+    """Return relay's logger with ``context`` bound.
+
+    Lazy: modules create their loggers at import, before :func:`configure_logging`
+    runs; the configuration is looked up on first use, so their lines are
+    rendered like every other (binding here would freeze structlog's defaults).
+    """
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger("relay", **context)
+    return logger

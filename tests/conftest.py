@@ -47,6 +47,7 @@ def relay_settings(**overrides: Any) -> Settings:
         call_start_timeout_s=t(1.0),
         close_timeout_s=t(1.0),
         hangup_timeout_s=t(2.0),
+        apology_s=t(0.2),
         greet_first=False,
         # Many connections come from 127.0.0.1 in a test: the per-IP limit and
         # Twilio signatures are tested on their own.

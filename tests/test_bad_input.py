@@ -59,28 +59,6 @@ async def test_frontend_bad_messages_get_errors(relay: Relay, raw: str, code: st
     await relay.wait_idle()
 
 
-async def test_frontend_binary_frame_gets_an_error(relay: Relay) -> None:
-    """A binary frame from a frontend is refused with an error; the connection stays usable."""
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    await fe.send_raw(b"\x00\x01binary")
-    err = await fe.wait_for("error")
-    assert err["code"] == "binary_not_accepted"
-    await fe.send_json({"type": "session.end"})
-    await fe.wait_closed()
-    await relay.wait_idle()
-
-
-async def test_client_event_before_the_call_is_wrong_order(relay: Relay) -> None:
-    """A model event from the frontend before the call is live is refused as wrong_order."""
-    fe = await relay.frontend(f"/logs/{uuid.uuid4()}")
-    await fe.send_json({"type": "response.create"})
-    err = await fe.wait_for("error")
-    assert err["code"] == "wrong_order"
-    await fe.close()
-    await relay.wait_idle()
-
-
 async def test_oversized_frontend_message_closes_with_1009(relay: Relay) -> None:
     """A frontend message over the size limit closes that connection with 1009 only."""
     bystander = await healthy_session(relay)
@@ -108,15 +86,6 @@ async def test_call_bad_first_messages_close_with_1008(relay: Relay, first: str)
     code, _ = await call.wait_closed()
     assert code == CloseCode.POLICY_VIOLATION
     await still_works(*bystander)
-    await relay.wait_idle()
-
-
-async def test_call_binary_frame_closes_with_1003(relay: Relay) -> None:
-    """Twilio sends only text: a binary frame on /call closes it with 1003."""
-    call = await relay.call("/call")
-    await call.send_raw(b"\x00\x01")
-    code, _ = await call.wait_closed()
-    assert code == CloseCode.UNSUPPORTED_DATA
     await relay.wait_idle()
 
 

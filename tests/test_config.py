@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 
-from relay.config import DEFAULT_OPENAI_REALTIME_URL, Settings
+from relay.config import DEFAULT_OPENAI_REALTIME_URL, LOCAL_ORIGINS, Settings
 from relay.errors import SettingsError
 
 KEY = "sk-test-0123456789abcdef"
 
 #: Every variable relay reads, with a valid non-default value and the field it sets.
 FULL_ENV = {
-    "HOST": "127.0.0.1",
+    "HOST": "0.0.0.0",
     "PORT": "9000",
     "PUBLIC_URL": "https://relay.example.com",
     "RELAY_ADMIN_TOKEN": "admin-secret",
@@ -82,6 +82,21 @@ FULL_ENV = {
     "AZURE_OPENAI_API_KEY": "azure-key",
     "AZURE_OPENAI_DEPLOYMENT": "gpt-realtime-prod",
     "AZURE_OPENAI_API_VERSION": "2025-04-01-preview",
+    # -- hardening --
+    "RELAY_ALLOW_INSECURE": "1",
+    "RELAY_CALL_MESSAGES_PER_S": "60",
+    "RELAY_CALL_MESSAGE_BURST": "120",
+    "RELAY_CALL_BYTES_PER_S": "20000",
+    "RELAY_FRONTEND_MESSAGES_PER_S": "5",
+    "RELAY_FRONTEND_MESSAGE_BURST": "10",
+    "RELAY_FRONTEND_BYTES_PER_S": "50000",
+    "RELAY_MAX_FRAGMENTS": "4",
+    "RELAY_REFUSAL_LOG_FIRST": "2",
+    "RELAY_REFUSAL_LOG_WINDOW_S": "30",
+    "RELAY_AUTH_MAX_TTL_S": "3600",
+    "RELAY_TRUSTED_HOPS": "2",
+    "RELAY_UPSTREAM_CONNECT_BUDGET_S": "4",
+    "RELAY_APOLOGY_S": "3",
 }
 
 INT_VARS = [
@@ -109,7 +124,7 @@ def test_defaults_with_empty_environment() -> None:
     settings = Settings.from_env({})
     assert settings == Settings(model="local")
     assert settings.uses_local_model
-    assert settings.host == "0.0.0.0" and settings.port == 8081
+    assert settings.host == "127.0.0.1" and settings.port == 8081
     assert settings.openai_realtime_url == DEFAULT_OPENAI_REALTIME_URL
     assert settings.greet_first is True
     assert settings.frontend_dialect == "ga"
@@ -120,7 +135,7 @@ def test_every_variable_is_read() -> None:
     """Each environment variable sets its field, with case normalised where documented."""
     settings = Settings.from_env(FULL_ENV)
     assert settings == Settings(
-        host="127.0.0.1",
+        host="0.0.0.0",
         port=9000,
         public_url="https://relay.example.com",
         admin_token="admin-secret",
@@ -189,6 +204,21 @@ def test_every_variable_is_read() -> None:
         azure_openai_api_key="azure-key",
         azure_openai_deployment="gpt-realtime-prod",
         azure_openai_api_version="2025-04-01-preview",
+        # -- hardening --
+        allow_insecure=True,
+        call_messages_per_s=60.0,
+        call_message_burst=120,
+        call_bytes_per_s=20000,
+        frontend_messages_per_s=5.0,
+        frontend_message_burst=10,
+        frontend_bytes_per_s=50000,
+        max_fragments=4,
+        refusal_log_first=2,
+        refusal_log_window_s=30.0,
+        auth_max_ttl_s=3600.0,
+        trusted_hops=2,
+        upstream_connect_budget_s=4.0,
+        apology_s=3.0,
     )
     assert not settings.uses_local_model
 
@@ -360,3 +390,47 @@ def test_noise_reduction_off_and_language_checks() -> None:
         Settings.from_env({"RELAY_NOISE_REDUCTION": "loud"})
     with pytest.raises(SettingsError, match="RELAY_TRANSCRIPTION_LANGUAGE"):
         Settings.from_env({"RELAY_TRANSCRIPTION_LANGUAGE": "English"})
+# -- exposure: development mode stays on this machine -------------------------------------------
+
+SECRET = "auth-secret-0123456789-abcdefghijkl"
+
+
+def test_development_mode_listens_on_loopback_and_allows_local_origins() -> None:
+    """No RELAY_AUTH_SECRET: HOST defaults to 127.0.0.1 and origins to localhost pages only."""
+    settings = Settings.from_env({})
+    assert settings.host == "127.0.0.1" and settings.loopback_only
+    assert settings.allowed_origins == LOCAL_ORIGINS
+
+
+def test_auth_on_listens_everywhere_by_default() -> None:
+    """With RELAY_AUTH_SECRET, HOST defaults to 0.0.0.0 and any origin may present a token."""
+    settings = Settings.from_env({"RELAY_AUTH_SECRET": SECRET})
+    assert settings.host == "0.0.0.0" and settings.allowed_origins == ("*",)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "relay.example.com", ""])
+def test_development_mode_refuses_a_public_host(host: str) -> None:
+    """A non-loopback HOST without a secret is refused, naming what a public deployment sets."""
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"HOST": host} if host else {"HOST": " "})
+    message = str(err.value)
+    for name in ("RELAY_AUTH_SECRET", "RELAY_ADMIN_TOKEN", "TWILIO_AUTH_TOKEN", "PUBLIC_URL",
+                 "RELAY_ALLOWED_ORIGINS", "RELAY_ALLOW_INSECURE=1"):
+        assert name in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_need_nothing(host: str) -> None:
+    """Every spelling of loopback is accepted in development mode."""
+    assert Settings.from_env({"HOST": host}).loopback_only
+
+
+def test_allow_insecure_lets_development_mode_listen_anywhere() -> None:
+    """RELAY_ALLOW_INSECURE=1 is the explicit way to run development mode on a network."""
+    assert Settings.from_env({"HOST": "0.0.0.0", "RELAY_ALLOW_INSECURE": "1"}).host == "0.0.0.0"
+
+
+def test_trusted_hops_must_be_positive() -> None:
+    """RELAY_TRUSTED_HOPS=0 is refused: the client is at least one entry from the right."""
+    with pytest.raises(SettingsError, match="RELAY_TRUSTED_HOPS"):
+        Settings.from_env({"RELAY_TRUSTED_HOPS": "0"})

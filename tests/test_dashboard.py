@@ -166,3 +166,16 @@ async def test_page_asks_for_the_admin_token(make_relay: RelayFactory) -> None:
             " && document.getElementById('banner').innerText", WAIT, "the unreachable banner")
         assert banner.startswith("Relay unreachable.")
         await page.screenshot(ARTIFACTS / "dashboard-unreachable.png")
+
+
+async def test_page_says_how_to_turn_it_on_without_an_admin_token(relay: Relay) -> None:
+    """Without RELAY_ADMIN_TOKEN the page shows no sessions and names the variable to set."""
+    await relay.frontend(f"/logs/{uuid.uuid4()}?userId=alice")
+    async with Browser.launch() as browser:
+        page = await open_page(browser, f"{relay.http}/?interval={POLL}")
+        text = await page.wait_for(
+            "document.body.dataset.status === 'off'"
+            " && document.getElementById('off').innerText", WAIT, "the off notice")
+        assert "RELAY_ADMIN_TOKEN" in text
+        assert await page.evaluate("document.getElementById('content').offsetParent === null")
+        assert page.exceptions() == []

@@ -29,7 +29,7 @@ from relay.messages import dialect, twilio
 from relay.messages import frontend as fmsg
 from relay.messages.closecodes import CloseCode
 from relay.messages.jobconfig import parse_job_config
-from relay.messages.twiml import connect_stream_twiml, stream_url
+from relay.messages.twiml import APOLOGY, connect_stream_twiml, stream_url
 from relay.providers import heygen as avatars
 from relay.providers import twilio_rest as calls
 from relay.transport import http as httpapi
@@ -368,7 +368,8 @@ def test_twiml_examples_are_what_relay_answers() -> None:
     sid = "3f0c2a9e-5d7b-4a51-9d1e-2b8f6c4a7e10"
     for doc, public in ((PROTOCOL, "https://relay.example.com"),
                         (TROUBLESHOOTING, "http://localhost:8081")):
-        expected = connect_stream_twiml(stream_url(public, f"/call/{sid}"), {"sessionId": sid})
+        expected = connect_stream_twiml(stream_url(public, f"/call/{sid}"), {"sessionId": sid},
+                                        apology=APOLOGY)
         quoted = [line.lstrip("# ").strip() for line in text(doc).splitlines()
                   if "<Response><Connect>" in line]
         assert quoted and all(q == expected for q in quoted), (doc.name, quoted, expected)

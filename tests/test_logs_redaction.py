@@ -181,3 +181,39 @@ def test_websockets_library_stays_out_of_debug(capsys: pytest.CaptureFixture[str
         assert logging.getLogger("websockets").getEffectiveLevel() == logging.WARNING
         logging.getLogger("websockets.client").debug("> Authorization: Bearer %s", SECRET)
     assert SECRET not in capsys.readouterr().err
+
+
+# -- what a client can put in a log line ---------------------------------------------------------
+
+HOSTILE = "alice\x1b[2J\x1b[31m\rFAKE 🚀 Relay server listening\n\u202etxt.exe\x07"
+
+
+def test_console_escapes_control_characters_from_user_fields(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A user field with terminal escapes, newlines or bidi overrides prints them escaped."""
+    with configured("INFO", "console"):
+        get_logger().warning(Ev.HANDSHAKE_REFUSED, userId=HOSTILE, reason="bad\ttoken")
+    err = capsys.readouterr().err
+    # (The renderer colours its own output; the user's escapes must not get through.)
+    for raw in ("\x1b[2J", "\x1b[31m\r", "\r", "\u202e", "\x07", "\t"):
+        assert raw not in err
+    assert err.count("\n") == 1  # one line, not a forged second one
+    assert "x1b[2J" in err and "u202e" in err and "x0a" in err and "x09" in err
+
+
+def test_json_keeps_user_fields_exact(capsys: pytest.CaptureFixture[str]) -> None:
+    """JSON escapes control characters itself: the value parses back unchanged."""
+    with configured("INFO", "json"):
+        get_logger().warning(Ev.HANDSHAKE_REFUSED, userId=HOSTILE)
+    assert json_lines(capsys.readouterr().err)[0]["userId"] == HOSTILE
+
+
+def test_loggers_made_at_import_use_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    """A module's logger created before configure_logging still renders as configured."""
+    from relay.transport import admission
+
+    with configured("INFO", "json"):
+        admission._log.warning(Ev.RATE_LIMITED, client="198.51.100.1")
+    captured = capsys.readouterr()
+    assert json_lines(captured.err)[0]["event"] == Ev.RATE_LIMITED
+    assert Ev.RATE_LIMITED not in captured.out

@@ -9,8 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Relay, RelayFactory
 
+ADMIN = "admin-secret"
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 
-async def scrape(relay: Relay, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+
+async def scrape(relay: Relay, headers: dict[str, str] | None = AS_ADMIN
+                 ) -> dict[tuple[str, tuple], float]:
     async with aiohttp.ClientSession() as http:
         async with http.get(relay.http + "/metrics", headers=headers) as resp:
             assert resp.status == 200
@@ -26,8 +30,9 @@ async def scrape(relay: Relay, headers: dict[str, str] | None = None) -> dict[tu
     return samples
 
 
-async def test_metrics_follow_a_session(relay: Relay) -> None:
+async def test_metrics_follow_a_session(make_relay: RelayFactory) -> None:
     """Metrics count the live session, its connections, relayed frames and its end."""
+    relay = await make_relay(admin_token=ADMIN)
     sid = str(uuid.uuid4())
     fe = await relay.frontend(f"/logs/{sid}")
     call = await relay.call(f"/call/{sid}")
@@ -59,7 +64,7 @@ async def test_metrics_follow_a_session(relay: Relay) -> None:
 async def test_metrics_count_upstream_failures_and_need_the_admin_token(
         make_relay: RelayFactory) -> None:
     """A model that never opens is counted; with an admin token set, /metrics needs it."""
-    relay = await make_relay(admin_token="admin-secret")
+    relay = await make_relay(admin_token=ADMIN)
     relay.model.never_open = True
     call = await relay.call("/call")
     await call.start()
@@ -67,5 +72,5 @@ async def test_metrics_count_upstream_failures_and_need_the_admin_token(
     await relay.wait_idle()
     async with aiohttp.ClientSession() as http, http.get(relay.http + "/metrics") as resp:
         assert resp.status == 401
-    samples = await scrape(relay, {"Authorization": "Bearer admin-secret"})
+    samples = await scrape(relay)
     assert samples[("relay_upstream_connect_failures_total", ())] == 1

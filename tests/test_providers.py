@@ -142,7 +142,7 @@ async def test_heygen_stop_all_sessions(make_relay: RelayFactory) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(relay.http + "/api/heygen/stop_all_sessions") as resp:
             assert resp.status == 401
-        headers = {"Authorization": "Bearer admin-secret"}
+        headers = {"Authorization": "Bearer admin-secret", "X-Relay-Request": "1"}
         async with http.post(relay.http + "/api/heygen/stop_all_sessions",
                              headers=headers) as resp:
             assert resp.status == 200

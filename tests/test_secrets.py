@@ -58,7 +58,7 @@ async def test_debug_logs_hold_no_secrets(model: RealtimeServer, twilio_api: Fak
             async with http.post(f"http://127.0.0.1:{port}/api/sessions/{sid}/stop?token={jwt_token}",
                                  data="bye") as resp:
                 assert resp.status == 200
-            bad = {"Authorization": "Bearer " + ADMIN + "x"}
+            bad = {"Authorization": "Bearer " + ADMIN + "x", "X-Relay-Request": "1"}
             async with http.post(f"http://127.0.0.1:{port}/api/sessions/stop_all",
                                  headers=bad) as resp:
                 assert resp.status == 401

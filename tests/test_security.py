@@ -113,7 +113,8 @@ async def test_api_needs_a_token(make_relay: RelayFactory) -> None:
     await fe.send_json({"type": "job_config", "config": {"role": "Chef"}})
     await fe.wait_for("job_config.ack")
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{relay.http}/api/sessions/stop_all?userId=alice") as resp:
+        async with http.post(f"{relay.http}/api/sessions/stop_all?userId=alice",
+                             headers={"X-Relay-Request": "1"}) as resp:
             assert resp.status == 401
         async with http.post(f"{relay.http}/api/sessions/{sid}/stop?token={token('bob')}") as resp:
             assert resp.status == 403
@@ -122,7 +123,7 @@ async def test_api_needs_a_token(make_relay: RelayFactory) -> None:
             assert resp.status == 200
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {token('alice')}"}
+        headers = {"Authorization": f"Bearer {token('alice')}", "X-Relay-Request": "1"}
         async with http.post(f"{relay.http}/api/sessions/stop_all", headers=headers) as resp:
             assert resp.status == 200 and (await resp.json()) == {"stopped": 0}
     await relay.wait_idle()
@@ -220,15 +221,6 @@ async def test_signed_stream_with_token_goes_live(make_relay: RelayFactory) -> N
 
 # -- origins, limits -------------------------------------------------------------------------------
 
-async def test_origin_allow_list(make_relay: RelayFactory) -> None:
-    """A /logs handshake from an origin not on the list is refused with 403."""
-    relay = await make_relay(allowed_origins=("https://app.example.com",))
-    assert await refused(relay, "/logs", origin="https://evil.example.com") == 403
-    fe = await relay.frontend("/logs", origin="https://app.example.com")
-    await fe.close()
-    await relay.wait_idle()
-
-
 async def test_connection_rate_limit(make_relay: RelayFactory) -> None:
     """Past the burst, handshakes from one address get 429 until the bucket refills."""
     relay = await make_relay(conn_rate_per_s=0.001, conn_burst=3)
@@ -268,18 +260,6 @@ async def test_per_user_cap(make_relay: RelayFactory) -> None:
     assert await refused(relay, f"/logs/{uuid.uuid4()}?userId=alice") == 429
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
-
-
-async def test_slow_handshake_is_dropped(make_relay: RelayFactory) -> None:
-    """Half an HTTP request is dropped after the handshake timeout."""
-    relay = await make_relay(handshake_timeout_s=t(0.3))
-    reader, writer = await asyncio.open_connection("127.0.0.1", relay.server.port)
-    writer.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n")  # and never the rest
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    assert await asyncio.wait_for(reader.read(), WAIT) == b""
-    assert loop.time() - start < t(0.3) + 1.0
-    writer.close()
 
 
 async def test_slow_reader_is_closed_not_buffered(make_relay: RelayFactory) -> None:

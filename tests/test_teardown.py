@@ -167,9 +167,10 @@ async def test_reset_endpoint_requires_admin_token(make_relay: RelayFactory) -> 
     relay = await make_relay(admin_token="admin-secret")
     _, fe, _, _ = await live_session(relay)
     async with aiohttp.ClientSession() as http:
-        async with http.post(relay.http + "/api/sessions/reset") as resp:
+        async with http.post(relay.http + "/api/sessions/reset",
+                             headers={"X-Relay-Request": "1"}) as resp:
             assert resp.status == 401
-        headers = {"Authorization": "Bearer admin-secret"}
+        headers = {"Authorization": "Bearer admin-secret", "X-Relay-Request": "1"}
         async with http.post(relay.http + "/api/sessions/reset", headers=headers) as resp:
             assert resp.status == 200 and (await resp.json()) == {"ended": 1}
     await assert_ended(fe, "reset")

@@ -21,6 +21,8 @@ export const WAIT = t(5_000);
 
 export const CLIENTS_DIR = fileURLToPath(new URL("../../", import.meta.url));
 export const REPO_DIR = path.resolve(CLIENTS_DIR, "..");
+/** The operator token of the relays these tests start (GET /api/sessions needs it). */
+const ADMIN_TOKEN = "client-tests-admin-token";
 
 // -- the relay ------------------------------------------------------------------------------
 
@@ -64,7 +66,8 @@ export class Relay {
     what: string, timeoutMs = WAIT): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const response = await fetch(`${this.httpUrl}/api/sessions`);
+      const response = await fetch(`${this.httpUrl}/api/sessions`,
+                                   { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
       const body = (await response.json()) as { sessions: Array<{ sessionId: string; warnings: string[]; frontends: number }> };
       if (check(body.sessions)) return;
       await new Promise((resolve) => setTimeout(resolve, 20)); // polling interval, not a sync sleep
@@ -97,7 +100,8 @@ export async function startRelay(env: Record<string, string> = {}): Promise<Rela
     cwd: REPO_DIR,
     env: {
       ...inherited, PORT: "0", HOST: "127.0.0.1", LOG_FORMAT: "json", RELAY_MODEL: "local",
-      RELAY_CONN_RATE_PER_S: "0", RELAY_RESUME_GRACE_S: String(t(1_000) / 1000), ...env,
+      RELAY_CONN_RATE_PER_S: "0", RELAY_RESUME_GRACE_S: String(t(1_000) / 1000),
+      RELAY_ADMIN_TOKEN: ADMIN_TOKEN, ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
   });

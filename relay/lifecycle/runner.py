@@ -37,6 +37,7 @@ from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 from relay.messages.dialect import event_to_beta
 from relay.messages.realtime import AUDIO_DELTA, append_event
+from relay.security.sampling import RefusalSampler
 
 ConnectUpstream = Callable[[str], Awaitable[Peer]]
 #: Ends the phone call itself (Twilio REST): call SID, and whether it was answered.
@@ -61,6 +62,12 @@ class RunnerDeps:
     knows_call: KnowsCall | None = None
     close_timeout_s: float = 2.0
     hangup_timeout_s: float = 6.0
+    #: Refused messages logged in full per connection, then only counted.
+    refusal_log_first: int = 5
+    refusal_log_window_s: float = 60.0
+    #: When the model cannot be reached: how long the TwiML's apology may play
+    #: between closing the stream and hanging up (0: hang up at once).
+    apology_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -111,6 +118,9 @@ class SessionRunner:
         self.relinquished = False
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
+        # Keyed by frontend ID, or "call": one peer's refusals never hide another's.
+        self._refusals = RefusalSampler(deps.refusal_log_first, deps.refusal_log_window_s,
+                                        self._loop.time)
 
     @property
     def id(self) -> str:
@@ -200,6 +210,10 @@ class SessionRunner:
         """A frontend's connection closed."""
         if self.frontends.pop(fid, None) is None:
             return
+        unlogged = self._refusals.forget(fid)
+        if unlogged:
+            self._log.warning(Ev.REFUSALS_SAMPLED, source="frontend", frontend=fid,
+                              unlogged=unlogged)
         self._log.info(Ev.FRONTEND_CLEANUP, sessionId=self.id, remaining=len(self.frontends))
         self._enter(self.session.remove_frontend, fid)
         if (not self.frontends and self.session.call is not None and not self.session.ended
@@ -221,7 +235,7 @@ class SessionRunner:
             self.on_avatar(self, next(reversed(self.session.avatars)))
 
     def _refuse_frontend(self, fid: int, code: str, message: str) -> None:
-        self._log.warning(Ev.BAD_INPUT, source="frontend", frontend=fid, code=code)
+        self._log_refusal(fid, source="frontend", frontend=fid, code=code)
         link = self.frontends.get(fid)
         if link is not None:
             link.conn.send_now(orjson.dumps(fmsg.error(code, message)))
@@ -246,12 +260,23 @@ class SessionRunner:
         except BadInput as exc:
             # Twilio cannot receive errors, and ending a paid interview over
             # one bad frame would hurt the user more than dropping it.
-            self._log.warning(Ev.BAD_INPUT, source="call", code=exc.code)
+            self._log_refusal("call", source="call", code=exc.code)
             return
         except Exception:
             self._crash("parse call message")
             return
         self._enter(self.session.on_call_message, msg)
+
+    def _log_refusal(self, peer: int | str, **fields: Any) -> None:
+        # One line per refusal only for a peer's first few; then counts.
+        sample = self._refusals.note(peer)
+        if sample is None:
+            return
+        if sample.full:
+            self._log.warning(Ev.BAD_INPUT, **fields)
+        else:
+            self._log.warning(Ev.REFUSALS_SAMPLED, source=fields["source"], peer=str(peer),
+                              unlogged=sample.suppressed)
 
     def call_closed(self) -> None:
         """The Twilio stream socket closed."""
@@ -407,7 +432,8 @@ class SessionRunner:
                 self._attempt.cancel()
             if self.upstream is not None:
                 await self._close(self.upstream, CloseCode.NORMAL, "session ended")
-            await self._step("hang up and stop avatars", ending, self.deps.hangup_timeout_s)
+            await self._step("hang up and stop avatars", ending,
+                             self.deps.hangup_timeout_s + self._apology_s(reason))
             code = {
                 "shutdown": CloseCode.GOING_AWAY,
                 "superseded": CloseCode.SUPERSEDED,
@@ -442,7 +468,9 @@ class SessionRunner:
         session = self.session
         jobs: list[Awaitable[object]] = []
         if self.deps.hang_up is not None:
-            if session.call is not None and reason != EndReason.CALLER_HUNG_UP:
+            if session.call is not None and self._apology_s(reason):
+                jobs.append(self._apologise_then_hang_up(session.call.call_sid))
+            elif session.call is not None and reason != EndReason.CALLER_HUNG_UP:
                 jobs.append(self.deps.hang_up(session.call.call_sid, True))
             elif session.call is None and session.registered_call_sid:
                 # Registered but never streamed: the call may still be ringing.
@@ -456,6 +484,22 @@ class SessionRunner:
             if isinstance(result, BaseException):
                 self._log.warning(Ev.HANDLER_CRASHED, step="provider call",
                                   error=type(result).__name__)
+
+    def _apology_s(self, reason: str) -> float:
+        # Only a model that could not be reached leaves the caller waiting for
+        # an explanation; every other end hangs up before the stream closes.
+        if reason != EndReason.UPSTREAM_FAILED or not self.call_open:
+            return 0.0
+        return self.deps.apology_s
+
+    async def _apologise_then_hang_up(self, call_sid: str) -> object:
+        # Twilio plays the TwiML's <Say> once the stream closes; the REST
+        # hang-up follows when it has had time to (the call ends by itself
+        # when the TwiML runs out, so this is the net under it).
+        assert self.call is not None and self.deps.hang_up is not None
+        await self._close(self.call, CloseCode.NORMAL, "the model cannot be reached")
+        await asyncio.sleep(self.deps.apology_s)
+        return await self.deps.hang_up(call_sid, True)
 
     async def _cancel_registered(self, call_sid: str) -> object:
         knows = self.deps.knows_call

@@ -33,3 +33,6 @@ class CloseCode(IntEnum):
     SESSION_BUSY = 4009
     #: The session this connection belonged to was ended by a newer one.
     SUPERSEDED = 4010
+    #: The peer sent more than its endpoint's inbound budget (messages or bytes
+    #: a second, fragments per message); relay did not wait for its answer.
+    INBOUND_BUDGET = 4029

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-__all__ = ["MAX_PARAMETERS_LENGTH", "connect_stream_twiml", "stream_url"]
+__all__ = ["APOLOGY", "MAX_PARAMETERS_LENGTH", "connect_stream_twiml", "stream_url"]
+
+#: What the caller hears when the stream closes before relay hung up: Twilio
+#: plays the verb after ``<Connect>`` once the stream ends
+#: (https://www.twilio.com/docs/voice/twiml/connect). relay closes the stream
+#: first only when the model cannot be reached; any other end hangs up first.
+APOLOGY = ("Sorry, the interviewer cannot be reached right now. "
+           "Please try again in a few minutes. Goodbye.")
 
 #: Cap on the summed length of all custom parameter names and values. Twilio
 #: limits the size of a stream's custom parameters to about this much.
@@ -80,7 +87,8 @@ def stream_url(public_url: str, path: str = "/call") -> str:
     return f"{'ws' if insecure else 'wss'}://{netloc}{full_path}"
 
 
-def connect_stream_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
+def connect_stream_twiml(url: str, parameters: Mapping[str, str] | None = None, *,
+                         apology: str | None = None) -> str:
     """A TwiML document connecting the call's audio to ``url``.
 
     ``<Connect><Stream>`` opens a bidirectional Media Stream. Twilio drops the
@@ -92,6 +100,8 @@ def connect_stream_twiml(url: str, parameters: Mapping[str, str] | None = None) 
         url: the ``ws://`` or ``wss://`` URL, usually from :func:`stream_url`.
         parameters: custom parameters, written in iteration order; names must
             be non-empty.
+        apology: said (``<Say>``) if the stream closes while the call is still
+            up; None says nothing and the call ends with the stream.
 
     Returns:
         The document, starting with the XML declaration, all on one line.
@@ -131,10 +141,14 @@ def connect_stream_twiml(url: str, parameters: Mapping[str, str] | None = None) 
         f"<Parameter name={_attribute(name)} value={_attribute(value)}/>"
         for name, value in items
     )
+    say = ""
+    if apology:
+        _check_xml_text("apology", apology)
+        say = f"<Say>{escape(apology)}</Say>"
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f"<Response><Connect><Stream url={_attribute(url)}>{elements}"
-        "</Stream></Connect></Response>"
+        f"</Stream></Connect>{say}</Response>"
     )
 
 

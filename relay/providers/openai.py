@@ -3,7 +3,10 @@
 Retry policy is two pure functions, :func:`backoff_delays` and
 :func:`is_retryable`, so it can be tested without a network. Failures that
 retrying cannot fix (a refused key, a wrong URL) fail at once; overload and
-network errors are retried with bounded exponential back-off.
+network errors are retried with bounded exponential back-off. One total budget
+(``RELAY_UPSTREAM_CONNECT_BUDGET_S``) bounds every attempt, open timeout and
+back-off together: a caller waits that long at most before the session ends
+(``upstream_failed``) and hears the apology, not attempts × timeouts of silence.
 """
 
 from __future__ import annotations
@@ -75,28 +78,35 @@ async def open_realtime(
     ping_timeout: float | None = 20.0,
     close_timeout: float = 10.0,
     session_id: str = "",
+    budget: float | None = None,
 ) -> WireClientConnection:
-    """Open a Realtime WebSocket, retrying what is worth retrying.
+    """Open a Realtime WebSocket, retrying what is worth retrying, within ``budget`` seconds.
+
+    Each attempt's open timeout is cut to what is left of the budget, and a
+    retry whose back-off would outlast it is not made.
 
     ``headers`` authenticate (``Authorization: Bearer …`` for OpenAI,
     ``api-key`` for Azure; see :mod:`relay.providers.endpoints`); they are never logged.
 
     Raises:
-        UpstreamConnectError: every attempt failed, or one failed for good.
-            Its message says why (no secrets).
+        UpstreamConnectError: every attempt failed, one failed for good, or the
+            budget ran out. Its message says why (no secrets).
     """
     log = get_logger(sessionId=session_id)
     delays = backoff_delays(attempts, backoff_initial, backoff_max)
+    loop = asyncio.get_running_loop()
+    deadline = None if budget is None else loop.time() + budget
     attempt = 0
     while True:
         attempt += 1
+        left = open_timeout if deadline is None else min(open_timeout, deadline - loop.time())
         log.info(Ev.UPSTREAM_CONNECTING, attempt=attempt)
         try:
             conn = await connect(
                 url,
                 additional_headers=dict(headers),
                 create_connection=WireClientConnection,
-                open_timeout=open_timeout,
+                open_timeout=max(left, 0.001),
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
                 close_timeout=close_timeout,
@@ -116,6 +126,12 @@ async def open_realtime(
                     attempts=attempt,
                 ) from exc
             delay = delays[attempt - 1]
+            if deadline is not None and loop.time() + delay >= deadline:
+                log.warning(Ev.UPSTREAM_FAILED, attempts=attempt, error=reason, budgetS=budget)
+                raise UpstreamConnectError(
+                    f"could not open the model session ({reason}) within {budget:g}s "
+                    f"({attempt} attempt(s))", attempts=attempt,
+                ) from exc
             log.info(Ev.UPSTREAM_RETRY, attempt=attempt, error=reason, retryInS=round(delay, 3))
             await asyncio.sleep(delay)
             continue

@@ -8,11 +8,18 @@ Browsers cannot set headers on a WebSocket, so the token travels as a second
 relay ever selects); ``navigator.sendBeacon`` cannot set headers at all, so the
 API also takes it from the query string. The algorithm is pinned: a token
 signed otherwise (``none``, RS256 with a confused key) is refused.
+
+A token's lifetime is capped (``RELAY_AUTH_MAX_TTL_S``, 24 h by default,
+counted from ``iat`` to ``exp``), so a leaked long-lived token cannot be used
+for months; with a cap, a token without ``iat`` is refused, since its age
+cannot be known. Times are checked here against an injected clock, not inside
+PyJWT, so tests can move time.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,15 +51,21 @@ class TokenVerifier:
     Args:
         secret: the shared HS256 secret.
         audience: the required ``aud`` claim.
-        leeway_s: clock skew tolerated on ``exp``/``nbf``.
+        leeway_s: clock skew tolerated on ``exp``/``nbf``/``iat``.
+        max_ttl_s: the longest lifetime (``exp - iat``) accepted; 0: any, and
+            ``iat`` is not required.
+        now: the wall clock (seconds since the epoch).
     """
 
-    def __init__(self, secret: str, audience: str, leeway_s: float = 5.0) -> None:
+    def __init__(self, secret: str, audience: str, leeway_s: float = 5.0, *,
+                 max_ttl_s: float = 0.0, now: Callable[[], float] = time.time) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"RELAY_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._audience = audience
         self._leeway = leeway_s
+        self._max_ttl = max_ttl_s
+        self._now = now
 
     def __repr__(self) -> str:
         return f"TokenVerifier(audience={self._audience!r})"
@@ -66,25 +79,44 @@ class TokenVerifier:
         """
         if not token:
             raise AuthError(401, "a token is required")
+        required = ["exp", "aud", "sub", *(["iat"] if self._max_ttl else [])]
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
-                leeway=self._leeway,
-                options={"require": ["exp", "aud", "sub"]},
+                options={"require": required, "verify_exp": False, "verify_nbf": False,
+                         "verify_iat": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError(401, "the token has expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            if exc.claim == "iat":
+                raise AuthError(401, "the token has no iat, so its lifetime is unknown") from None
+            raise AuthError(401, "the token is not valid") from None
         except jwt.InvalidTokenError:
             raise AuthError(401, "the token is not valid") from None
+        self._check_times(claims)
         sub, sid = claims.get("sub"), claims.get("sid")
         if not isinstance(sub, str) or not sub or len(sub) > 128:
             raise AuthError(401, "the token names no user")
         if sid is not None and (not isinstance(sid, str) or len(sid) > 64):
             raise AuthError(401, "the token's sid is not valid")
         return Principal(user_id=sub, session_id=sid)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now, leeway = self._now(), self._leeway
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        for value in (exp, nbf, iat):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthError(401, "the token is not valid")
+        if exp is None or now > exp + leeway:
+            raise AuthError(401, "the token has expired")
+        if nbf is not None and now + leeway < nbf:
+            raise AuthError(401, "the token is not valid yet")
+        if iat is not None and now + leeway < iat:
+            raise AuthError(401, "the token is not valid yet")
+        if self._max_ttl and iat is not None and exp - iat > self._max_ttl:
+            raise AuthError(401, "the token lives longer than relay accepts (RELAY_AUTH_MAX_TTL_S)")
 
 
 def token_from_subprotocols(header: str | None) -> str | None:

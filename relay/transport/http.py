@@ -7,6 +7,19 @@ no custom headers, credentials in the query string, any small body) and
 ``POST /api/heygen/stop_all_sessions``. Each handler takes the request and
 returns a websockets :class:`~websockets.http11.Response`; none upgrades.
 Browsers call the API cross-origin, so it answers CORS preflights.
+
+Two rules hold for every endpoint, from the table at the bottom:
+
+* **Operator endpoints fail closed.** Without ``RELAY_ADMIN_TOKEN`` they answer
+  403 saying how to turn them on; with it they need it in
+  ``Authorization: Bearer`` (never the query string, which proxies log).
+* **No cross-site simple POSTs.** A ``POST`` needs ``Content-Type:
+  application/json`` or ``X-Relay-Request: 1``. A page on another site can send
+  neither without a CORS preflight, which only ``RELAY_ALLOWED_ORIGINS`` pass,
+  so a hidden form cannot end anyone's interviews. Two endpoints are exempt:
+  ``/twiml`` (Twilio posts a form; it is authenticated by its signature) and
+  the stop beacon (``navigator.sendBeacon`` can set neither; with auth on it
+  needs the user's own token in ``?token=``, which another site does not have).
 """
 
 from __future__ import annotations
@@ -25,8 +38,9 @@ from websockets.http11 import Request, Response
 
 from relay.errors import AvatarApiError, FleetUnavailable, Forbidden
 from relay.lifecycle.registry import valid_session_id
-from relay.messages.twiml import connect_stream_twiml, stream_url
+from relay.messages.twiml import APOLOGY, connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
+from relay.security.origins import origin_allowed
 from relay.transport.health import health as health_document
 from relay.transport.metrics import CONTENT_TYPE, Metrics
 from relay.transport.routes import HttpRoute
@@ -56,6 +70,7 @@ def respond(status: int, body: bytes | str, content_type: str,
     # websockets closes the connection after any non-upgrade response; say so,
     # or keep-alive clients reuse a dead socket.
     h["Connection"] = "close"
+    h["X-Content-Type-Options"] = "nosniff"
     for name, value in (headers or {}).items():
         h[name] = value
     return Response(status, status_enum.phrase, h, data)
@@ -105,7 +120,10 @@ async def twiml(ctx: Context, request: Request, route: HttpRoute) -> Response:
     # process its frontend is on (/logs/{id}); Twilio keeps paths, drops queries.
     path = f"/call/{quote(session_id, safe='')}" if session_id else "/call"
     try:
-        body = connect_stream_twiml(stream_url(public, path), parameters)
+        # Played only if relay closes the stream before hanging up: when the
+        # model cannot be reached (RELAY_APOLOGY_S), the caller is not left in silence.
+        body = connect_stream_twiml(stream_url(public, path), parameters,
+                                    apology=APOLOGY if ctx.state.settings.apology_s > 0 else None)
     except ValueError as exc:
         return error_response(400, "bad_request", str(exc))
     return respond(200, body, "text/xml; charset=utf-8")
@@ -181,7 +199,7 @@ async def heygen_stop_all(ctx: Context, request: Request, route: HttpRoute) -> R
 
 
 async def sessions(ctx: Context, request: Request, route: HttpRoute) -> Response:
-    """Live sessions and the last ended ones (the live sessions page); admin token when set."""
+    """Live sessions and the last ended ones (the live sessions page); operators only."""
     return json_response(200, {
         "sessions": await ctx.state.registry.fleet_snapshot(),
         "ended": list(reversed(ctx.state.registry.recently_ended)),
@@ -191,9 +209,11 @@ async def sessions(ctx: Context, request: Request, route: HttpRoute) -> Response
 
 async def dashboard(ctx: Context, request: Request, route: HttpRoute) -> Response:
     """The live sessions page (plain HTML and JS; it asks for the admin token if one is set)."""
+    # It shows who is on a call: no other site may frame it (clickjacking).
     return respond(200, _DASHBOARD.read_bytes(), "text/html; charset=utf-8", {
         "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                   "script-src 'self' 'unsafe-inline'",
+                                   "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        "X-Frame-Options": "DENY",
     })
 
 
@@ -210,8 +230,11 @@ class Endpoint:
 
     handler: Handler
     methods: frozenset[str]
-    #: Needs ``Authorization: Bearer $RELAY_ADMIN_TOKEN`` when one is set.
+    #: Needs ``Authorization: Bearer $RELAY_ADMIN_TOKEN``; off (403) when none is set.
     admin: bool = False
+    #: Takes a POST a browser may send cross-site without a preflight (Twilio's
+    #: form, a beacon): exempt from the JSON-or-custom-header rule.
+    simple_post: bool = False
 
 
 _GET = frozenset({"GET", "HEAD"})
@@ -222,7 +245,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/": Endpoint(dashboard, _GET),
     "/dashboard": Endpoint(dashboard, _GET),
     "/api/sessions": Endpoint(sessions, _GET, admin=True),
-    "/twiml": Endpoint(twiml, frozenset({"GET", "POST"})),
+    "/twiml": Endpoint(twiml, frozenset({"GET", "POST"}), simple_post=True),
     "/health": Endpoint(health, _GET),
     "/public-url": Endpoint(public_url, _GET),
     "/tools": Endpoint(tools, _GET),
@@ -231,7 +254,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/heygen/stop_all_sessions": Endpoint(heygen_stop_all, _POST, admin=True),
 }
 _STOP_ONE_PATH = re.compile(r"/api/sessions/[^/]+/stop\Z")
-_STOP_ONE = Endpoint(stop_one, _POST)
+_STOP_ONE = Endpoint(stop_one, _POST, simple_post=True)
 
 
 def resolve(path: str) -> Endpoint | None:
@@ -249,12 +272,21 @@ async def answer(ctx: Context, request: Request, route: HttpRoute) -> Response:
         return error_response(404, "not_found", f"no endpoint {route.path}")
     if request.method == "OPTIONS":
         return preflight(ctx.state, request)
+    gate = ctx.state.gate
     if request.method not in endpoint.methods:
         allowed = " or ".join(sorted(endpoint.methods - {"HEAD"}))
         response = error_response(405, "method_not_allowed", f"use {allowed}")
-    elif endpoint.admin and ctx.state.settings.admin_token and not ctx.state.gate.is_admin(
-            request, route.query):
-        response = error_response(401, "unauthorized", "admin token required")
+    elif endpoint.admin and not gate.admin_configured:
+        response = error_response(403, "admin_disabled", (
+            "this operator endpoint is off: set RELAY_ADMIN_TOKEN on relay and send it as "
+            "Authorization: Bearer <token>"))
+    elif endpoint.admin and not gate.is_admin(request):
+        response = error_response(401, "unauthorized",
+                                  "send the admin token as Authorization: Bearer <token>")
+    elif request.method == "POST" and not endpoint.simple_post and not _not_simple(request):
+        response = error_response(403, "custom_header_required", (
+            "send Content-Type: application/json or X-Relay-Request: 1 "
+            "(cross-site form posts are refused)"))
     else:
         try:
             response = await endpoint.handler(ctx, request, route)
@@ -265,6 +297,12 @@ async def answer(ctx: Context, request: Request, route: HttpRoute) -> Response:
     for name, value in cors_headers(ctx.state, request).items():
         response.headers[name] = value
     return response
+
+
+def _not_simple(request: Request) -> bool:
+    # What a cross-site page cannot send without a CORS preflight.
+    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return content_type == "application/json" or request.headers.get("X-Relay-Request") == "1"
 
 
 def error_code(status: int) -> str:
@@ -278,8 +316,7 @@ def cors_headers(state: AppState, request: Request) -> dict[str, str]:
     origin = request.headers.get("Origin")
     if origin is None:
         return {}
-    allowed = state.settings.allowed_origins
-    if "*" not in allowed and origin.rstrip("/") not in allowed:
+    if not origin_allowed(origin, state.settings.allowed_origins):
         return {}
     return {
         "Access-Control-Allow-Origin": origin,

@@ -1,9 +1,9 @@
 """The websockets server: one port for Twilio, browsers and HTTP; it owns shutdown.
 
 :class:`RelayServer` builds the process's one :class:`~relay.transport.state.AppState`
-(registry, gate, providers), listens, and stops once: stop accepting, end every
-session (frontends told, calls hung up, avatars stopped), close what is left
-with 1001, all within ``RELAY_DRAIN_S``.
+(registry, gate, providers), listens, and stops once (:mod:`relay.transport.shutdown`):
+stop accepting, end every session (frontends told, calls hung up, avatars
+stopped), every connection closed with 1001 within ``RELAY_DRAIN_S``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from relay.config import Settings
 from relay.core.deadlines import Limits
 from relay.core.instructions import PhoneSettings
-from relay.core.session import EndReason, SessionOptions
+from relay.core.session import SessionOptions
 from relay.core.tools import ToolBox, default_toolbox
-from relay.errors import UpstreamConnectError
+from relay.errors import SettingsError, UpstreamConnectError
 from relay.fleet.directory import RedisDirectory
 from relay.fleet.node import FleetNode
 from relay.fleet.store import Store
@@ -33,18 +33,19 @@ from relay.lifecycle.ports import Peer
 from relay.lifecycle.registry import Capacity, Registry
 from relay.lifecycle.runner import RunnerDeps
 from relay.logs import Ev, get_logger
+from relay.providers.endpoints import realtime_endpoint
 from relay.providers.heygen import AvatarSessions
 from relay.providers.local import LocalModel
 from relay.providers.localpeer import LocalPeer
-from relay.providers.endpoints import realtime_endpoint
 from relay.providers.openai import open_realtime
 from relay.providers.twilio_rest import CallHangUp
 from relay.security.auth import SUBPROTOCOL
 from relay.security.gate import Gate
 from relay.transport import admission, sockets
-from relay.transport.health import health
+from relay.transport.health import health, protections
 from relay.transport.http import Context
 from relay.transport.metrics import Metrics
+from relay.transport.shutdown import Drain
 from relay.transport.state import AppState
 
 
@@ -80,6 +81,9 @@ class RelayServer:
     """relay's server: start it, serve, close it once."""
 
     def __init__(self, settings: Settings, *, toolbox: ToolBox | None = None) -> None:
+        problem = settings.exposure_problem()
+        if problem is not None:
+            raise SettingsError(problem)
         self.settings = settings
         self._endpoint = realtime_endpoint(settings)
         toolbox = toolbox or default_toolbox()
@@ -102,6 +106,9 @@ class RelayServer:
             knows_call=lambda call_sid: self.state.registry.directory.knows_call(call_sid),
             close_timeout_s=settings.close_timeout_s,
             hangup_timeout_s=budget,
+            refusal_log_first=settings.refusal_log_first,
+            refusal_log_window_s=settings.refusal_log_window_s,
+            apology_s=settings.apology_s,
         )
         capacity = Capacity(
             max_sessions=settings.max_sessions,
@@ -142,6 +149,7 @@ class RelayServer:
         self._http = Context(self.state, self.metrics)
         self._server: Server | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._drain: Drain | None = None
         self._log = get_logger(component="server")
 
     @property
@@ -200,6 +208,8 @@ class RelayServer:
             self._log.warning(Ev.DEV_MODE)
         if self.state.gate.signatures is None:
             self._log.warning(Ev.NO_TWILIO_SIGNATURES)
+        on, off = protections(self.state)
+        self._log.info(Ev.PROTECTIONS, on=on, off=off)
 
     @property
     def port(self) -> int:
@@ -217,37 +227,28 @@ class RelayServer:
     def close(self) -> asyncio.Task[None]:
         """Stop accepting, end every session (``shutdown``), close; idempotent.
 
-        Returns the shutdown task; await it (or :meth:`wait_closed`).
+        Returns the shutdown task; await it (or :meth:`wait_closed`). The order
+        and its bounds are :mod:`relay.transport.shutdown`'s.
         """
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self._shutdown())
+            self._drain = Drain(self.state, self._server, self._release)
+            self._closing = asyncio.get_running_loop().create_task(self._drain.run())
         return self._closing
+
+    def hurry(self) -> None:
+        """A second signal: close every connection now; hang-ups and avatar stops still happen."""
+        if self._drain is None:
+            self.close()
+        assert self._drain is not None
+        self._drain.hurry()
 
     async def wait_closed(self) -> None:
         """Wait for a shutdown started by :meth:`close`."""
         await self.close()
 
-    async def _shutdown(self) -> None:
-        registry = self.registry
-        self.state.shutting_down = True
-        self._log.info(Ev.SERVER_STOPPING, sessions=len(registry.sessions))
-        if self._server is not None:
-            # Stop accepting first so no session is born during the drain.
-            self._server.close(close_connections=False)
-        await registry.close()
-        try:
-            async with asyncio.timeout(self.settings.drain_s):
-                await registry.end_all(EndReason.SHUTDOWN)
-        except TimeoutError:
-            self._log.warning(Ev.DRAIN_TIMEOUT, left=len(registry.sessions))
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            try:
-                async with asyncio.timeout(self.settings.close_timeout_s):
-                    await self._server.wait_closed()
-            except TimeoutError:
-                self._log.warning(Ev.DRAIN_TIMEOUT, left=len(self._server.connections))
-        await registry.retry_releases()
+    async def _release(self) -> None:
+        # The drain's last step: what this server holds besides connections.
+        await self.registry.retry_releases()
         if self.fleet is not None:
             await self.fleet.stop()
         if self._store is not None:
@@ -255,7 +256,6 @@ class RelayServer:
         await self.state.calls.close()
         await self.state.avatars.close()
         await self.metrics.stop()
-        self._log.info(Ev.SERVER_STOPPED)
 
     # -- model ------------------------------------------------------------------------
 
@@ -284,6 +284,7 @@ class RelayServer:
             ping_timeout=s.ping_timeout_s,
             close_timeout=s.close_timeout_s,
             session_id=session_id,
+            budget=s.upstream_connect_budget_s,
         )
 
 

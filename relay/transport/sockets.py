@@ -20,10 +20,12 @@ from relay.lifecycle.pairing import FrontendRoute
 from relay.logs import Ev, get_logger
 from relay.messages import frontend, twilio
 from relay.messages.closecodes import CloseCode
+from relay.transport.refusals import log_refusal
 from relay.transport.routes import CallRoute, LogsRoute
 from relay.transport.state import AppState
 from relay.wire.connection import WireMixin
 from relay.wire.httpbody import BodyReadingConnection
+from relay.wire.reader import FrameReader
 
 
 @dataclass(slots=True)
@@ -39,10 +41,12 @@ class Admitted:
     token_session_id: str | None = None
 
 
-class RelayConnection(WireMixin, BodyReadingConnection):
-    """A server connection: relay's wire behaviour, request bodies, and its admission."""
+class RelayConnection(FrameReader, WireMixin, BodyReadingConnection):
+    """A server connection: relay's frame reader and wire behaviour, request bodies, its admission."""
 
     admitted: Admitted | None = None
+    #: The local session whose teardown closes this connection, once paired.
+    session_id: str | None = None
 
 
 def connection_class(max_body: int) -> type[RelayConnection]:
@@ -62,12 +66,16 @@ async def handle(state: AppState, conn: RelayConnection) -> None:
     """The websockets connection handler: one call stream or one frontend."""
     admitted = conn.admitted
     assert admitted is not None, "process_request admits every upgrade"
-    if isinstance(admitted.route, CallRoute):
-        await _handle_call(state, conn, admitted.route)
-    else:
-        await _handle_frontend(state, conn, admitted.route, admitted)
-    if conn.close_task is not None:
-        await conn.close_task
+    state.connections.add(conn)
+    try:
+        if isinstance(admitted.route, CallRoute):
+            await _handle_call(state, conn, admitted.route)
+        else:
+            await _handle_frontend(state, conn, admitted.route, admitted)
+        if conn.close_task is not None:
+            await conn.close_task
+    finally:
+        state.connections.discard(conn)
 
 
 async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRoute,
@@ -90,12 +98,14 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         conn.close_soon(CloseCode.TRY_AGAIN_LATER, str(exc))
         return
     except PairingRefused as exc:
-        log.warning(Ev.FRONTEND_REFUSED, reason=str(exc))
+        log_refusal(state.gate, admitted.client, Ev.FRONTEND_REFUSED, log, reason=str(exc))
         if exc.ended_reason is not None:
             conn.send_now(orjson.dumps(frontend.call_status_changed(
                 route.session_id or "", "ended", None, exc.ended_reason)))
         conn.close_soon(exc.code, str(exc))
         return
+    if session_id in state.registry.sessions:
+        conn.session_id = session_id
     handlers = state.counters.handlers
     handlers["frontend"] += 1
     try:
@@ -106,12 +116,17 @@ async def _handle_frontend(state: AppState, conn: RelayConnection, route: LogsRo
         log.info(Ev.FRONTEND_CLOSED, sessionId=session_id, code=conn.close_code)
 
 
+def _client(conn: RelayConnection) -> str:
+    return conn.admitted.client if conn.admitted is not None else "unknown"
+
+
 #: Frames a call may send after ``start`` while it is being paired (20 ms each).
 _MAX_EARLY_FRAMES = 250
 
 
 async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute) -> None:
     log = _log.bind(sessionId=route.session_id)
+    client = _client(conn)
     log.info(Ev.CALL_CONNECTED)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[twilio.Start | None] = loop.create_future()
@@ -131,7 +146,8 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
             if not isinstance(msg, twilio.Start):
                 raise BadInput(f"{type(msg).__name__.lower()} before start", code="wrong_order")
         except BadInput as exc:
-            log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+            log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code,
+                        detail=exc.message)
             conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
             started.set_result(None)
             return
@@ -147,12 +163,13 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
         done, _ = await asyncio.wait({started, closed}, timeout=state.settings.call_start_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
-            log.warning(Ev.CALL_REFUSED, code="start_timeout")
+            log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code="start_timeout")
             conn.close_soon(CloseCode.START_TIMEOUT, "no start message in time")
         start = started.result() if started.done() else None
         if start is not None and not closed.done():
             runner = await _pair_call(state, conn, route, start, log)
             if runner is not None:
+                conn.session_id = runner.id
                 conn.redeliver(early)
                 conn.resume_reading()
         await closed
@@ -166,6 +183,7 @@ async def _handle_call(state: AppState, conn: RelayConnection, route: CallRoute)
 
 async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
                      start: twilio.Start, log: Any) -> Any:
+    client = _client(conn)
     named = route.session_id or start.custom_parameters.get("sessionId") or None
     try:
         if state.gate.signatures is not None and not await state.registry.directory.spend_stream_token(
@@ -175,11 +193,11 @@ async def _pair_call(state: AppState, conn: RelayConnection, route: CallRoute,
                            code="bad_stream_token")
         runner = await state.registry.attach_call(start, route.session_id, conn)
     except BadInput as exc:
-        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=exc.message)
+        log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code, detail=exc.message)
         conn.close_soon(CloseCode.POLICY_VIOLATION, exc.message)
         return None
     except PairingRefused as exc:
-        log.warning(Ev.CALL_REFUSED, code=exc.code, detail=str(exc))
+        log_refusal(state.gate, client, Ev.CALL_REFUSED, log, code=exc.code, detail=str(exc))
         conn.close_soon(exc.code, str(exc))
         return None
     except FleetUnavailable as exc:

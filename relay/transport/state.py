@@ -8,6 +8,7 @@ through the server. It holds references, not logic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from relay.config import Settings
 from relay.core.tools import ToolBox
@@ -41,6 +42,9 @@ class AppState:
     calls: CallHangUp
     avatars: AvatarSessions
     counters: Counters = field(default_factory=Counters)
+    #: Every WebSocket connection past its handshake, until its handler returns
+    #: (the drain closes each with 1001).
+    connections: set[Any] = field(default_factory=set)
     #: This node in its fleet (RELAY_REDIS_URL), or None for one process alone.
     fleet: FleetNode | None = None
     #: Set once shutdown began: /health says so and new sessions are refused.

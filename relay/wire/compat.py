@@ -1,9 +1,11 @@
 """Every websockets internal relay relies on, imported and checked in one place.
 
-relay stays on the public ``websockets`` asyncio API except for two things the
+relay stays on the public ``websockets`` asyncio API except for what the
 library does not offer: delivering messages straight from the data callback
-(:mod:`relay.wire.connection`) and reading HTTP request bodies
-(:mod:`relay.wire.httpbody`). Both lean on internals websockets does not
+(:mod:`relay.wire.connection`), reading every frame itself to charge an inbound
+budget and yield to the loop (:mod:`relay.wire.reader`), aborting a peer whose
+ping timed out at once, and reading HTTP request bodies
+(:mod:`relay.wire.httpbody`). These lean on internals websockets does not
 promise to keep, so they are named here, once, and checked at import: a
 websockets release that moves any of them fails at start-up with a clear error
 instead of misbehaving under load. Verified against websockets 17.0 to 17.4;
@@ -51,16 +53,42 @@ from websockets.exceptions import (  # noqa: E402
 )
 from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.http11 import Request, Response, d, parse_headers, parse_line  # noqa: E402
-from websockets.protocol import CONNECTING, OPEN, Protocol, State  # noqa: E402
+from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol, State  # noqa: E402
 from websockets.server import ServerProtocol  # noqa: E402
+
+try:  # websockets' C helper; its pure-Python twin where the extension was not built.
+    from websockets.speedups import apply_mask  # noqa: E402
+except ImportError:  # pragma: no cover - depends on the installed wheel
+    from websockets.utils import apply_mask  # noqa: E402
+
+#: Instance attributes relay reads or sets, looked up in ``__init__``'s source:
+#: the reader takes bytes from ``Protocol.reader`` once the handshake is done,
+#: restarts ``Protocol.parser`` there, and checks whether the protocol failed
+#: or received a close frame; the queue's ``pause``/``resume`` are rerouted.
+INSTANCE_ATTRIBUTES: tuple[tuple[type, str], ...] = (
+    (Connection, "recv_messages"),
+    (Protocol, "reader"),
+    (Protocol, "parser"),
+    (Protocol, "parser_exc"),
+    (Protocol, "close_rcvd"),
+    (Protocol, "max_message_size"),
+    (Protocol, "max_fragment_size"),
+    (Assembler, "pause"),
+    (Assembler, "resume"),
+    (Assembler, "paused"),
+)
 
 #: (object, attribute) pairs relay reads, calls or overrides that websockets
 #: documents as private or leaves undocumented.
 INTERNALS: tuple[tuple[type, str], ...] = (
     (Connection, "process_event"),  # overridden: messages go to sinks
     (Connection, "data_received"),  # overridden: the inbound budget and the fast reader
+    (Connection, "eof_received"),  # overridden: frames still buffered come first
+    (Connection, "connection_made"),  # extended: the reader owns the queue's pause/resume
+    (Connection, "keepalive"),  # overridden: a ping timeout aborts at once
+    (Connection, "start_keepalive"),  # extended: called once the handshake succeeded
+    (Connection, "ping"),  # called by the keepalive
     (Connection, "send_data"),  # called: flush protocol output to the transport
-    (Connection, "recv_messages"),  # read: frames that arrived before the sinks
     (Assembler, "maybe_resume"),  # called after draining recv_messages
     (Protocol, "send_text"),
     (Protocol, "receive_data"),
@@ -74,20 +102,24 @@ INTERNALS: tuple[tuple[type, str], ...] = (
 
 
 def missing_internals() -> list[str]:
-    """The internals in :data:`INTERNALS` this websockets lacks (empty when compatible).
+    """The internals in :data:`INTERNALS` and :data:`INSTANCE_ATTRIBUTES` this
+    websockets lacks (empty when compatible).
 
-    ``recv_messages`` is an instance attribute; it is looked up in
-    ``Connection.__init__``'s source instead.
+    Instance attributes are looked up in the source of the class's
+    ``__init__`` (``recv_messages`` in ``connection_made`` too, where
+    websockets creates it).
     """
     import inspect
+    import re
 
-    missing = []
-    init_source = inspect.getsource(Connection.__init__)
-    for owner, name in INTERNALS:
-        if name == "recv_messages":
-            if "self.recv_messages" not in init_source:
-                missing.append(f"{owner.__name__}.{name}")
-        elif not _defined_by_websockets(owner, name):
+    missing = [f"{owner.__name__}.{name}" for owner, name in INTERNALS
+               if not _defined_by_websockets(owner, name)]
+    for owner, name in INSTANCE_ATTRIBUTES:
+        sources = [inspect.getsource(owner.__init__)]  # type: ignore[misc]
+        if owner is Connection:
+            sources.append(inspect.getsource(Connection.connection_made))
+        assigned = re.compile(rf"self\.{name}\b[^=\n]*=")
+        if not any(assigned.search(source) for source in sources):
             missing.append(f"{owner.__name__}.{name}")
     return missing
 
@@ -109,6 +141,7 @@ if _missing:
     )
 
 __all__ = [
+    "CLOSED",
     "CONNECTING",
     "OPEN",
     "Assembler",
@@ -129,6 +162,7 @@ __all__ = [
     "State",
     "TooManyHeaders",
     "VERIFIED_MAJOR",
+    "apply_mask",
     "d",
     "missing_internals",
     "parse_headers",

@@ -15,6 +15,12 @@ Two things make relay's per-frame path lean, and both live here:
 
 Sinks run inside the event loop's data callback: they must not block and must
 not raise (an exception is logged and the connection closed with 1011).
+
+A peer that stops answering pings is dropped as soon as its pong is
+``ping_timeout`` late (:meth:`WireMixin.keepalive`): a dead peer is gone within
+``ping_interval + ping_timeout`` of its last sign of life, not a close timeout
+later. Server connections also read their frames through
+:class:`~relay.wire.reader.FrameReader` (the inbound budget).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed
 
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
@@ -153,6 +161,38 @@ class WireMixin:
         """Drop the TCP connection at once (no closing handshake)."""
         self.transport.abort()
 
+    async def keepalive(self) -> None:  # overrides websockets
+        """Ping every ``ping_interval``; drop the peer once a pong is ``ping_timeout`` late.
+
+        websockets fails the connection there and then waits ``close_timeout``
+        for a closing handshake; a peer that stopped answering pings will not
+        send one, so relay aborts the transport at once.
+        """
+        interval: float = self.ping_interval  # type: ignore[attr-defined]
+        timeout: float | None = self.ping_timeout  # type: ignore[attr-defined]
+        latency = 0.0
+        try:
+            while True:
+                await asyncio.sleep(interval - latency)
+                try:
+                    pong = await self.ping()  # type: ignore[attr-defined]
+                except ConnectionClosed:
+                    return
+                if timeout is None:
+                    continue
+                try:
+                    async with asyncio.timeout(timeout):
+                        latency = await pong
+                except TimeoutError:
+                    _log.warning(Ev.PEER_UNRESPONSIVE, pingTimeoutS=timeout)
+                    self.closing = True
+                    self.transport.abort()
+                    return
+        except ConnectionClosed:
+            return
+        except Exception:
+            _log.error(Ev.HANDLER_CRASHED, where="keepalive", exc_info=True)
+
 
     def send_now(self, data: bytes | str) -> bool:
         """Send one text frame without waiting; return whether it was written.
@@ -187,6 +227,22 @@ class WireMixin:
         self.closing = True
         self.close_task = self.loop.create_task(self._close(code, reason))
         return self.close_task
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send a close frame and drop the connection without waiting for an answer.
+
+        For a hurried shutdown: the peer still learns why (the frame is flushed
+        before the socket closes), relay does not wait for its closing handshake.
+        """
+        self.closing = True
+        try:
+            if self.protocol.state is State.OPEN:
+                self.protocol.send_close(code, reason[:120])
+                self.send_data()  # type: ignore[attr-defined]
+        except Exception:
+            # The transport failed already; closing it below is all that is left.
+            pass
+        self.transport.close()
 
     async def _close(self, code: int, reason: str) -> None:
         # websockets' close() first drains the send buffer, which never ends

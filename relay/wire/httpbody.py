@@ -16,7 +16,10 @@ before any byte arrives, for :func:`parse_request_with_body`: a copy of
 ``ServerProtocol.parse`` that also reads a body announced by Content-Length and
 delivers a :class:`BodyRequest` to ``process_request``. What follows the
 request (frames after a 101, discarding after any other response) is the
-library's own code, so WebSocket clients see no difference.
+library's own code, so WebSocket clients see no difference. A connection class
+with ``hands_frames_over = True`` parks the parser after the request instead:
+the bytes that follow wait, unparsed, for relay's own frame reader
+(:mod:`relay.wire.reader`) to take them once the handshake has succeeded.
 
 This couples relay to websockets internals (``ServerProtocol.parser``,
 ``reader``, ``events``, ``send_response``, ``discard``), which websockets does
@@ -228,7 +231,8 @@ def _read_request(
     return BodyRequest(path, headers, method=method, protocol=version, body=body)
 
 
-def parse_request_with_body(protocol: ServerProtocol, max_body: int) -> Generator[None]:
+def parse_request_with_body(protocol: ServerProtocol, max_body: int, *,
+                            park: bool = False) -> Generator[None]:
     """The parser generator installed by :func:`install_body_parser`.
 
     A copy of ``ServerProtocol.parse`` from websockets 17 that reads the
@@ -241,6 +245,10 @@ def parse_request_with_body(protocol: ServerProtocol, max_body: int) -> Generato
     Args:
         protocol: the server protocol whose ``parser`` this becomes.
         max_body: the largest body accepted, in bytes.
+        park: after the request, consume nothing until another parser
+            replaces this one (relay's frame reader, once the handshake is
+            done); end-of-stream still ends the connection as the frame parser
+            would.
     """
     if protocol.state is CONNECTING:
         try:
@@ -292,6 +300,12 @@ def parse_request_with_body(protocol: ServerProtocol, max_body: int) -> Generato
 
         protocol.events.append(request)
 
+    if park:
+        while not protocol.reader.eof:
+            yield
+        # Cut short before the handshake completed: what was sent after the
+        # request is moot; the frame parser reports the end of the stream.
+        protocol.reader.buffer.clear()
     # ServerProtocol.parse ends with super().parse(): the frame parser.
     yield from Protocol.parse(protocol)
 
@@ -307,7 +321,7 @@ def _refuse(
     protocol.send_response(protocol.reject(status, text))
 
 
-def install_body_parser(protocol: ServerProtocol, max_body: int) -> None:
+def install_body_parser(protocol: ServerProtocol, max_body: int, *, park: bool = False) -> None:
     """Make ``protocol`` read request bodies of up to ``max_body`` bytes.
 
     Must be called before any data is fed to the protocol.
@@ -315,6 +329,8 @@ def install_body_parser(protocol: ServerProtocol, max_body: int) -> None:
     Args:
         protocol: a freshly created server protocol.
         max_body: the largest body accepted, in bytes; at least 1.
+        park: leave the bytes after the request for another frame reader
+            (see :func:`parse_request_with_body`).
 
     Raises:
         ValueError: if ``max_body`` is below 1.
@@ -326,7 +342,7 @@ def install_body_parser(protocol: ServerProtocol, max_body: int) -> None:
         raise RuntimeError("install_body_parser() needs a protocol in CONNECTING")
     # The parser the constructor started is parked waiting for the first line
     # and has consumed nothing, so dropping it loses nothing.
-    protocol.parser = parse_request_with_body(protocol, max_body)
+    protocol.parser = parse_request_with_body(protocol, max_body, park=park)
     next(protocol.parser)  # start coroutine, as Protocol.__init__ does
 
 
@@ -339,13 +355,16 @@ class BodyReadingConnection(ServerConnection):
 
     Attributes:
         max_body: the largest body accepted, in bytes; larger ones get 413.
+        hands_frames_over: park the parser after the request for relay's frame
+            reader (:mod:`relay.wire.reader`) instead of parsing frames here.
     """
 
     max_body: ClassVar[int] = DEFAULT_MAX_BODY
+    hands_frames_over: ClassVar[bool] = False
 
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         # Before super().__init__(): nothing has been received yet.
-        install_body_parser(protocol, self.max_body)
+        install_body_parser(protocol, self.max_body, park=self.hands_frames_over)
         super().__init__(protocol, server, **kwargs)
 
 

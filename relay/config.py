@@ -146,6 +146,21 @@ class Settings:
     max_send_buffer: int = 1 << 20
     #: Trust X-Forwarded-For for the client address (behind your own proxy only).
     trust_proxy: bool = False
+    # -- outbound calls ---------------------------------------------------------
+    #: The caller ID of calls relay places (a Twilio number or verified caller
+    #: ID); empty: POST /api/calls is off.
+    twilio_from_number: str = ""
+    #: How long a placed call rings before Twilio gives up (no-answer).
+    ring_timeout_s: float = 30.0
+    #: Destinations relay may call (E.164 prefixes such as "+1", "+44"); empty: any.
+    dial_allowed_prefixes: tuple[str, ...] = ()
+    #: Calls one user may place per hour, and at once.
+    dial_rate_per_hour: float = 10.0
+    dial_burst: int = 3
+    #: Answering-machine detection on placed calls (asynchronous AMD).
+    machine_detection: bool = False
+    #: A voicemail: ``hangup`` ends the session; ``message`` lets the interviewer leave one.
+    voicemail: str = "hangup"
     #: Fleet mode: the Redis every node shares (empty: one process, no other service).
     redis_url: str = field(default="", repr=False)
     #: This node's name in the fleet; empty: host name and port.
@@ -350,6 +365,13 @@ class Settings:
             max_send_buffer=reader.int("RELAY_MAX_SEND_BUFFER", d.max_send_buffer),
             trust_proxy=reader.bool("RELAY_TRUST_PROXY", d.trust_proxy),
             bare_pairing=reader.choice("RELAY_BARE_PAIRING", "auto", ("auto", "on", "off")),
+            twilio_from_number=reader.phone("TWILIO_FROM_NUMBER", ""),
+            ring_timeout_s=reader.positive("RELAY_RING_TIMEOUT_S", d.ring_timeout_s),
+            dial_allowed_prefixes=reader.prefixes("RELAY_DIAL_ALLOWED_PREFIXES"),
+            dial_rate_per_hour=reader.float("RELAY_DIAL_RATE_PER_HOUR", d.dial_rate_per_hour),
+            dial_burst=reader.int("RELAY_DIAL_BURST", d.dial_burst),
+            machine_detection=reader.bool("RELAY_MACHINE_DETECTION", d.machine_detection),
+            voicemail=reader.choice("RELAY_VOICEMAIL", d.voicemail, ("hangup", "message")),
             redis_url=reader.str("RELAY_REDIS_URL", ""),
             node_id=reader.str("RELAY_NODE_ID", ""),
             fleet_heartbeat_s=reader.positive("RELAY_FLEET_HEARTBEAT_S", d.fleet_heartbeat_s),
@@ -469,6 +491,19 @@ class _Reader:
         if not raw:
             return default
         return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+    def phone(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        if value and not re.fullmatch(r"\+[1-9][0-9]{7,14}", value):
+            raise SettingsError(f"{name} must be a phone number in E.164 form, e.g. +15551234567")
+        return value
+
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        values = self.list(name, ())
+        for value in values:
+            if not re.fullmatch(r"\+[0-9]{1,6}", value):
+                raise SettingsError(f"{name} takes E.164 prefixes such as +1,+44; got {value!r}")
+        return values
 
     def port(self, name: str, default: int) -> int:
         value = self.int(name, default)

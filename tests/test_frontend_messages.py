@@ -17,7 +17,6 @@ from relay.errors import BadInput, MalformedMessage, UnknownMessage
 from relay.messages import frontend as fmsg
 from relay.messages.jobconfig import JobConfig
 
-
 #: A HeyGen streaming session ID (streaming.new answers UUIDs).
 AVATAR = "b7c1e0f2-4a5d-4f7e-9c3b-2d8a6e1f0a94"
 

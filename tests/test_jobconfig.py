@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 
 import pytest
 
 from relay.core.instructions import (
     END_INTERVIEW_TOOL,
-    build_instructions,
     PhoneSettings,
+    build_instructions,
     build_session_update,
 )
 from relay.messages.dialect import session_to_ga

@@ -40,7 +40,6 @@ from relay.core.effects import ModelEvent, OpenUpstream, RunTool, Teardown
 from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions, State
 from relay.core.tools import Effect, ToolOutcome
 from relay.errors import BadInput, MalformedMessage
-from relay.messages.overrides import FRONTEND_FIELDS
 from relay.logs import Ev
 from relay.messages import frontend as fmsg
 from relay.messages import twilio
@@ -56,6 +55,7 @@ from relay.messages.jobconfig import (
     JobConfigError,
     parse_job_config,
 )
+from relay.messages.overrides import FRONTEND_FIELDS
 from tests.ga_types import check_client_event
 from tests.recording import Recorder
 

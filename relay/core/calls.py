@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from relay.core.deadlines import Deadlines
 from relay.core.effects import Effects, RunTool
 from relay.core.turns import Turns
@@ -59,6 +61,22 @@ class ToolCalls:
         """Send relay's output for ``call_id``; ``continue_turn=False`` owes the model no turn."""
         fx.upstream.append(function_output_event(call_id, output))
         fx.upstream += self._turns.call_answered(call_id, continue_turn=continue_turn)
+
+    def forward(self, fx: Effects, event: dict[str, Any]) -> bool:
+        """A frontend's client event for the live model; True if it answered a call relay waited for.
+
+        ``response.create`` goes through :class:`~relay.core.turns.Turns` (merged
+        with one already on its way); anything else is sent as it is.
+        """
+        data = orjson.dumps(event)
+        if event["type"] == "response.create":
+            fx.upstream += self._turns.request_from_frontend(data)
+            return False
+        fx.upstream.append(data)
+        item = event.get("item")
+        return (event["type"] == "conversation.item.create" and isinstance(item, dict)
+                and item.get("type") == "function_call_output"
+                and self.on_frontend_output(fx, item["call_id"]))
 
     def on_frontend_output(self, fx: Effects, call_id: str) -> bool:
         """A frontend's output for ``call_id`` went to the model: True if relay waited for it."""

@@ -27,7 +27,11 @@ from typing import Any
 
 import orjson
 
-from relay.core.instructions import PhoneSettings, build_instructions, build_session_update
+from relay.core.instructions import (
+    PhoneSettings,
+    build_instructions,
+    build_session_update,
+)
 from relay.core.merge import merge_session
 from relay.messages.frontend import JobConfigMessage
 from relay.messages.jobconfig import JobConfig

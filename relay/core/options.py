@@ -35,6 +35,14 @@ class EndReason(StrEnum):
     INTERNAL_ERROR = "internal_error"
     #: The node running the session stopped; another node ended it.
     RELAY_LOST = "relay_lost"
+    #: An outbound call ended before it streamed: nobody picked up, the line was
+    #: busy, the call failed, or it was cancelled before it was answered.
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    CALL_FAILED = "call_failed"
+    CANCELED = "canceled"
+    #: An answering machine (or a fax) took the outbound call.
+    VOICEMAIL = "voicemail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,8 @@ class SessionOptions:
     max_avatars: int = 4
     #: Tell the model about the caller's key presses (a short user text item).
     dtmf_to_model: bool = True
+    #: What an outbound call that reaches a voicemail does: ``hangup`` or ``message``.
+    voicemail: str = "hangup"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import assert_never
 
 
 class CallStatus(StrEnum):
@@ -93,3 +94,142 @@ class OutboundCall:
             return False
         self.status = status
         return True
+
+
+#: What the interviewer is asked to do on a voicemail, when relay lets it leave a message.
+VOICEMAIL_MESSAGE = (
+    "You reached the candidate's voicemail, not the candidate. Leave one short, friendly "
+    "message: who you are, that you called for the practice interview, and that they can "
+    "start a new one whenever they like. Then call the end_interview tool."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Twilio accepted the call relay asked for."""
+
+    call_sid: str
+    status: CallStatus = CallStatus.QUEUED
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A signed status callback."""
+
+    call_sid: str
+    status: CallStatus
+    sequence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweredBy:
+    """Answering-machine detection's verdict."""
+
+    call_sid: str
+    who: str
+
+
+DialReport = Placed | Progress | AnsweredBy
+
+
+def report_to_wire(report: DialReport) -> dict[str, object]:
+    """A report as JSON-ready values (it travels to the session's node in a fleet)."""
+    match report:
+        case Placed(call_sid, status):
+            return {"kind": "placed", "call": call_sid, "status": status.value}
+        case Progress(call_sid, status, sequence):
+            return {"kind": "progress", "call": call_sid, "status": status.value,
+                    "seq": sequence}
+        case AnsweredBy(call_sid, who):
+            return {"kind": "answered_by", "call": call_sid, "who": who}
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+def report_from_wire(data: dict[str, object]) -> DialReport | None:
+    """The inverse of :func:`report_to_wire`; None for anything malformed."""
+    call_sid, kind = data.get("call"), data.get("kind")
+    if not isinstance(call_sid, str):
+        return None
+    status = parse_status(data.get("status"))
+    if kind == "placed" and status is not None:
+        return Placed(call_sid, status)
+    if kind == "progress" and status is not None:
+        seq = data.get("seq")
+        return Progress(call_sid, status, seq if isinstance(seq, int) else None)
+    if kind == "answered_by" and isinstance(data.get("who"), str):
+        return AnsweredBy(call_sid, str(data["who"]))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one report about an outbound call means for its session."""
+
+    #: The ``call.status_changed`` status to tell the frontends, if any.
+    tell: str | None = None
+    #: End the session with this reason (the call ended before it streamed, or a voicemail).
+    end: str | None = None
+    #: Ask the interviewer to leave a voicemail message.
+    leave_message: bool = False
+
+
+class Dialing:
+    """The session's outbound call, if relay placed one (pure).
+
+    Args:
+        voicemail: ``hangup`` ends the session on a machine; ``message`` lets
+            the interviewer leave a short message first.
+    """
+
+    __slots__ = ("call", "voicemail")
+
+    def __init__(self, voicemail: str = "hangup") -> None:
+        self.voicemail = voicemail
+        self.call: OutboundCall | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether a placed call is still going (a second one is refused)."""
+        return self.call is not None and not self.call.final
+
+    def report(self, report: DialReport, *, streamed: bool) -> Step:
+        """What one report means (``streamed``: the call's stream has started)."""
+        match report:
+            case Placed(call_sid, status):
+                return self.placed(call_sid, status)
+            case Progress(call_sid, status, sequence):
+                return self.progress(call_sid, status, sequence, streamed)
+            case AnsweredBy(call_sid, who):
+                return self.answered_by(call_sid, who)
+            case _ as unreachable:
+                assert_never(unreachable)
+
+    def placed(self, call_sid: str, status: CallStatus) -> Step:
+        """Twilio accepted the call."""
+        self.call = OutboundCall(call_sid, status)
+        return Step(tell=status.value)
+
+    def progress(self, call_sid: str, status: CallStatus, sequence: int | None,
+                 streamed: bool) -> Step:
+        """A status callback arrived (``streamed``: the call's stream has started)."""
+        call = self.call
+        if call is None or call.call_sid != call_sid or not call.advance(status, sequence):
+            return Step()
+        if status in FINAL:
+            # A call that streamed ends through its stream (stop, closed);
+            # one that never did ends here, with Twilio's reason.
+            return Step() if streamed else Step(end=UNSTREAMED_END[status])
+        return Step(tell=status.value)
+
+    def answered_by(self, call_sid: str, who: str) -> Step:
+        """Answering-machine detection said who picked up."""
+        call = self.call
+        if call is None or call.call_sid != call_sid or call.answered_by is not None:
+            return Step()
+        call.answered_by = who
+        if who not in MACHINES:
+            return Step()
+        if self.voicemail == "message" and who != "fax":
+            return Step(leave_message=True)
+        return Step(end="voicemail")

@@ -48,6 +48,7 @@ from relay.core.configuration import MAX_OVERRIDES_BYTES, Configuration, Details
 from relay.core.deadlines import Deadlines, Due
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, Teardown, hands_back
 from relay.core.options import EndReason, FrontendInfo, SessionOptions
+from relay.core.outbound import MACHINES, VOICEMAIL_MESSAGE, Dialing, DialReport, Placed
 from relay.core.playback import Playback
 from relay.core.replay import Message, Replay
 from relay.core.tools import Effect, ToolOutcome
@@ -75,6 +76,8 @@ class State(IntEnum):
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_VOICEMAIL = orjson.dumps({"type": "response.create", "response": {
+    "instructions": VOICEMAIL_MESSAGE}})
 _GOODBYE = orjson.dumps({"type": "response.create", "response": {
     "instructions": "Say a brief, warm goodbye to the candidate now, in one or two sentences."}})
 
@@ -119,6 +122,8 @@ class Session:
         self._held_audio: deque[str] = deque(maxlen=max(1, options.pre_open_audio_frames))
         self.calls = ToolCalls((tool["name"] for tool in options.tools),
                                options.limits.frontend_tool_timeout_s, self.turns, self.deadlines)
+        #: The call relay placed for this session (``POST /api/calls``), if any.
+        self.dialing = Dialing(options.voicemail)
         self._fx = Effects()
         self._log = get_logger(sessionId=session_id)
 
@@ -309,17 +314,7 @@ class Session:
     def _client_event(self, fid: int, event: dict[str, Any]) -> None:
         if not self.model_ready:
             self._to_frontends(fmsg.error("wrong_order", f"{event['type']} needs a live call"), fid)
-            return
-        data = orjson.dumps(event)
-        kind = event["type"]
-        if kind == "response.create":
-            self._fx.upstream += self.turns.request_from_frontend(data)
-            return
-        self._fx.upstream.append(data)
-        item = event.get("item")
-        if kind == "conversation.item.create" and isinstance(item, dict) \
-                and item.get("type") == "function_call_output" \
-                and self.calls.on_frontend_output(self._fx, item["call_id"]):
+        elif self.calls.forward(self._fx, event):
             self._maybe_finish_farewell()
 
     def _configure(self, fid: int, details: Details) -> None:
@@ -391,6 +386,22 @@ class Session:
             self._held_audio.append(payload)
 
     @hands_back
+    def on_dial_report(self, report: DialReport) -> None:
+        """Twilio reported on the call relay placed for this session (``POST /api/calls``)."""
+        self._log.info(Ev.CALL_PROGRESS, report=type(report).__name__, callSid=report.call_sid)
+        if isinstance(report, Placed):
+            self.registered_call_sid = report.call_sid
+        step = self.dialing.report(report, streamed=self.call is not None)
+        if self.ended:
+            return
+        if step.tell is not None and self.call is None:
+            self._to_frontends(fmsg.call_status_changed(self.id, step.tell, None))
+        if step.leave_message and self.model_ready:
+            self._fx.upstream += self.turns.request(_VOICEMAIL)
+        if step.end is not None:
+            self._end(EndReason(step.end))
+
+    @hands_back
     def on_call_closed(self) -> None:
         """The stream socket closed (after ``stop``, this changes nothing)."""
         self._end(EndReason.CALL_DROPPED)
@@ -404,7 +415,9 @@ class Session:
             return
         self._set_state(State.LIVE)
         self._send_session_update(self.config.take_queued())
-        if self.options.greet_first:
+        if self.dialing.call is not None and self.dialing.call.answered_by in MACHINES:
+            self._fx.upstream += self.turns.request(_VOICEMAIL)
+        elif self.options.greet_first:
             self._fx.upstream += self.turns.request()
         while self._held_audio:
             self._fx.upstream.append(append_event(self._held_audio.popleft()))

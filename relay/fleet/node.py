@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from relay.core.outbound import DialReport, report_from_wire, report_to_wire
 from relay.core.session import EndReason, FrontendInfo
 from relay.errors import FleetUnavailable, PairingRefused
 from relay.fleet.bridge import (
@@ -89,6 +90,8 @@ class FleetNode:
         #: Links of sessions that moved away: link -> new owner (to forward stragglers).
         self._moved: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Places the call of a session this node runs (the server's; see transport/calls.py).
+        self.placer: Callable[[Any, str, str], Awaitable[tuple[int, dict[str, Any]]]] | None = None
         self._log = get_logger(component="fleet")
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -179,6 +182,22 @@ class FleetNode:
             return bool(await self.bus.request(owner_node, message, REQUEST_TIMEOUT_S * 4))
         except TimeoutError:
             return False
+
+    def dial_report(self, owner_node: str, session_id: str, report: DialReport) -> None:
+        self.bus.send(owner_node, {"op": "dial", "sid": session_id, **report_to_wire(report)})
+
+    async def place_call(self, owner_node: str, session_id: str, to: str,
+                         user_id: str | None, public: str = "") -> dict[str, Any]:
+        try:
+            answer = await self.bus.request(owner_node, {
+                "op": "place_call", "sid": session_id, "to": to, "user": user_id,
+                "public": public}, REQUEST_TIMEOUT_S * 8)
+        except TimeoutError:
+            answer = None
+        if not isinstance(answer, dict):
+            return {"status": 503, "body": {"error": "fleet_unavailable",
+                                            "message": "the session's relay node did not answer"}}
+        return answer
 
     async def stop_user(self, user_id: str) -> int:
         return sum(int(n or 0) for n in await self._ask_others({"op": "stop_user",
@@ -313,6 +332,24 @@ class FleetNode:
     def _on_reset(self, message: Message) -> None:
         self._spawn(self._answer(message, self._registry.reset_here()))
 
+    def _on_dial(self, message: Message) -> None:
+        report = report_from_wire(message)
+        if report is not None:
+            self._spawn(self._registry.dial_report(str(message.get("sid")), report))
+
+    def _on_place_call(self, message: Message) -> None:
+        self._spawn(self._place(message))
+
+    async def _place(self, message: Message) -> None:
+        runner = self._registry.sessions.get(str(message.get("sid")))
+        if runner is None or self.placer is None:
+            self.bus.reply(message, {"status": 409, "body": {
+                "error": "session_ended", "message": "that session is not running"}})
+            return
+        status, body = await self.placer(runner, str(message.get("to")),
+                                         str(message.get("public") or ""))
+        self.bus.reply(message, {"status": status, "body": body})
+
     def _on_snapshot(self, message: Message) -> None:
         self.bus.reply(message, self._registry.snapshot())
 
@@ -367,6 +404,8 @@ _HANDLERS: dict[str, Callable[[FleetNode, Message], None]] = {
     "stop_user": FleetNode._on_stop_user,
     "reset": FleetNode._on_reset,
     "snapshot": FleetNode._on_snapshot,
+    "dial": FleetNode._on_dial,
+    "place_call": FleetNode._on_place_call,
     "lost": FleetNode._on_lost,
 }
 

@@ -12,15 +12,16 @@ frontends are bridged to it, a call takes it over.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.core.session import EndReason, FrontendInfo, Session, SessionOptions
-from relay.errors import FleetUnavailable, Forbidden, PairingRefused
+from relay.core.session import EndReason, Session, SessionOptions
+from relay.errors import FleetUnavailable, PairingRefused
 from relay.lifecycle import reporting
+from relay.lifecycle.dialing import Dialing
 from relay.lifecycle.directory import Directory
 from relay.lifecycle.memory import MemoryDirectory
+from relay.lifecycle.moves import Moves
 from relay.lifecycle.pairing import (
     Create,
     FrontendRoute,
@@ -30,21 +31,14 @@ from relay.lifecycle.pairing import (
     valid_session_id,
 )
 from relay.lifecycle.ports import Peer
-from relay.lifecycle.remote import Attachment, Carried, Remote
+from relay.lifecycle.remote import Attachment, Remote
 from relay.lifecycle.runner import RunnerDeps, SessionRunner
+from relay.lifecycle.stopping import Stopping
 from relay.logs import Ev, get_logger
 from relay.messages import twilio
 from relay.messages.closecodes import CloseCode
 
 __all__ = ["Capacity", "FrontendRoute", "PairingRefused", "Registry", "valid_session_id"]
-
-#: Ends after which a bare /logs frontend stays and waits for the next call.
-_CALL_ENDS = frozenset({
-    EndReason.CALLER_HUNG_UP, EndReason.CALL_DROPPED, EndReason.INTERVIEW_COMPLETED,
-    EndReason.UPSTREAM_FAILED, EndReason.UPSTREAM_CLOSED, EndReason.MAX_DURATION,
-    EndReason.FRONTEND_ENDED,
-})
-
 
 class Taken(PairingRefused):
     """A session ID was claimed by another connection between look-up and claim."""
@@ -62,7 +56,7 @@ class Capacity:
     max_frontends_per_session: int = 4
 
 
-class Registry:
+class Registry(Moves, Stopping, Dialing):
     """Owns every session runner of the process."""
 
     def __init__(self, options: SessionOptions, deps: RunnerDeps,
@@ -245,30 +239,6 @@ class Registry:
         else:
             attached.detach()
 
-    def hold_for_remote(self, conn: Peer, attachment: Attachment) -> None:
-        """A local socket now belongs to a session another node owns (it moved there)."""
-        self._attachments[conn] = attachment
-
-    async def accept_frontend(self, session_id: str, peer: Peer, info: FrontendInfo,
-                              user_id: str | None) -> PairingRefused | None:
-        """A frontend another node holds joins a session this node owns (fleet)."""
-        runner = await self._arrived(session_id)
-        if runner is None or runner.session.ended:
-            return PairingRefused("that session is ending; start a new one",
-                                  CloseCode.TRY_AGAIN_LATER)
-        owner = runner.session.user_id
-        if owner is not None and user_id is not None and owner != user_id:
-            return PairingRefused("that session belongs to another user",
-                                  CloseCode.POLICY_VIOLATION)
-        if len(runner.frontends) >= self._limits.max_frontends_per_session:
-            return PairingRefused("too many frontends on this session", CloseCode.TRY_AGAIN_LATER)
-        if user_id is not None and owner is None:
-            runner.session.user_id = user_id
-            self._background(self.directory.set_user(session_id, user_id))
-        fid = runner.attach_frontend(peer, info)
-        self._attachments[peer] = (runner, fid)
-        return None
-
     async def attach_call(self, start: twilio.Start, path_session_id: str | None,
                           conn: Peer) -> SessionRunner:
         """Pair a started call with its session (rules in :mod:`relay.lifecycle.pairing`).
@@ -312,36 +282,6 @@ class Registry:
         if not runner.frontends and self.pairing.bare_pairing:
             await self.directory.add_unwatched(runner.id)
         return runner
-
-    def _arrive(self, session_id: str, carried: Carried) -> SessionRunner:
-        runner = self._new_runner(session_id, carried.user_id)
-        session = runner.session
-        session.config.restore(carried.job_config, carried.overrides)
-        session.registered_call_sid = carried.registered_call_sid
-        session.avatars.update(carried.avatars)
-        self._log.info(Ev.SESSION_MOVED_HERE, sessionId=session_id,
-                       frontends=len(carried.frontends))
-        for peer, info in carried.frontends:
-            fid = runner.attach_frontend(peer, info)
-            self._attachments[peer] = (runner, fid)
-        return runner
-
-    def hand_over(self, session_id: str) -> tuple[SessionRunner, list[tuple[Peer, FrontendInfo]]] | None:
-        """Give a waiting session to another node (its call arrived there): this node forgets it.
-
-        Returns the runner (to read what moves) and its frontends, which the
-        caller bridges to the new owner; None if it cannot move.
-        """
-        runner = self._local(session_id)
-        if runner is None or runner.session.ended or runner.session.call is not None:
-            return None
-        links = [(link.conn, link.info) for link in runner.frontends.values()]
-        for link in runner.frontends.values():
-            self._attachments.pop(link.conn, None)
-        runner.relinquish()
-        del self.sessions[session_id]
-        self._log.info(Ev.SESSION_MOVED_AWAY, sessionId=session_id, frontends=len(links))
-        return runner, links
 
     def _avatar_attached(self, runner: SessionRunner, avatar_id: str) -> None:
         self._background(self.directory.avatar_attached(runner.id, avatar_id))
@@ -404,107 +344,6 @@ class Registry:
         if runner.kept_frontends:
             await self._rehome(runner)
 
-    def _keeps_frontends(self, runner: SessionRunner) -> set[int]:
-        # The reference app's page connects once to a bare /logs, saves its
-        # configuration once, and expects the next call to use it: its
-        # frontends outlive a call that ended, not an operator's or a reaper's end.
-        if not self.pairing.bare_pairing or runner.session.end_reason not in _CALL_ENDS:
-            return set()
-        return {fid for fid, link in runner.frontends.items()
-                if link.info.bare and link.conn.is_open}
-
-    async def _rehome(self, old: SessionRunner) -> None:
-        links = [link for link in old.kept_frontends if link.conn.is_open]
-        if not links:
-            return
-        try:
-            runner = await self._create(Create(str(uuid.uuid4()), claimable=True),
-                                        old.session.user_id)
-        except (PairingRefused, Taken) as exc:
-            for link in links:
-                self._attachments.pop(link.conn, None)
-                link.conn.close_soon(exc.code, str(exc))
-            return
-        runner.session.config.carry_over(old.session.config)
-        # A page may have closed while the new session was being made.
-        links = [link for link in links if link.conn.is_open]
-        self._log.info(Ev.FRONTEND_REHOMED, sessionId=runner.id, previous=old.id,
-                       frontends=len(links))
-        for link in links:
-            fid = runner.attach_frontend(link.conn, link.info)
-            self._attachments[link.conn] = (runner, fid)
-        if not links:
-            runner.end(EndReason.FRONTEND_LEFT)
-
-    async def end_all(self, reason: EndReason) -> int:
-        """End every session for ``reason`` and wait for their teardowns.
-
-        Returns how many sessions were ended.
-        """
-        runners = list(self.sessions.values())
-        for runner in runners:
-            runner.end(reason)
-        if runners:
-            await asyncio.gather(*(runner.wait_done() for runner in runners))
-        return len(runners)
-
-    async def end_all_stopped(self) -> int:
-        """End every session (reason ``stopped``): an operator's stop-all."""
-        return await self._stop([r for r in list(self.sessions.values()) if not r.session.ended])
-
-    async def stop_user(self, user_id: str) -> int:
-        """End every session of ``user_id`` on every node (reason ``stopped``); how many."""
-        stopped = await self.stop_user_here(user_id)
-        if self.remote is not None:
-            stopped += await self.remote.stop_user(user_id)
-        return stopped
-
-    async def stop_user_here(self, user_id: str) -> int:
-        """End ``user_id``'s sessions this node runs."""
-        runners = [r for sid in await self.directory.user_sessions(user_id)
-                   if (r := self._local(sid)) is not None and not r.session.ended]
-        return await self._stop(runners)
-
-    async def stop_session(self, session_id: str, user_id: str | None, *, admin: bool) -> bool:
-        """End one session, on whichever node; False if there is no such live session.
-
-        Raises:
-            Forbidden: the session belongs to another user.
-        """
-        runner = self._local(session_id)
-        if runner is None and self.remote is not None:
-            owner = await self.directory.owner(session_id)
-            if owner is None:
-                return False
-            if not admin and owner.user_id is not None and owner.user_id != user_id:
-                raise Forbidden("that session belongs to another user")
-            return await self.remote.end(owner.node, session_id, EndReason.STOPPED, wait=True)
-        if runner is None or runner.session.ended:
-            return False
-        owner_id = runner.session.user_id
-        if not admin and owner_id is not None and owner_id != user_id:
-            raise Forbidden("that session belongs to another user")
-        await self._stop([runner])
-        return True
-
-    async def end_here(self, session_id: str, reason: EndReason, *, wait: bool) -> bool:
-        """End a session this node runs (a request from another node)."""
-        runner = self._local(session_id)
-        if runner is None or runner.session.ended:
-            return False
-        self._log.info(Ev.STOP_REQUESTED, sessionId=session_id, reason=reason.value)
-        runner.end(reason)
-        if wait:
-            await runner.wait_done()
-        return True
-
-    async def _stop(self, runners: list[SessionRunner]) -> int:
-        for runner in runners:
-            self._log.info(Ev.STOP_REQUESTED, sessionId=runner.id)
-            runner.end(EndReason.STOPPED)
-        await asyncio.gather(*(runner.wait_done() for runner in runners))
-        return len(runners)
-
     def start_sweeping(self, interval: float) -> None:
         """Check every session's deadlines every ``interval`` seconds, until :meth:`close`."""
         if self._sweeper is None:
@@ -552,19 +391,6 @@ class Registry:
             self._sweeper = None
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def reset_all_sessions(self) -> int:
-        """End every session on every node and clear every waiting frontend (operators, tests)."""
-        ended = await self.reset_here()
-        if self.remote is not None:
-            ended += await self.remote.reset()
-        await self.directory.clear_queues()
-        return ended
-
-    async def reset_here(self) -> int:
-        """End every session this node runs (reason ``reset``)."""
-        self._log.info(Ev.RESET_ALL, sessions=len(self.sessions))
-        return await self.end_all(EndReason.RESET)
 
     # -- reporting -----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from relay.core.outbound import DialReport
 from relay.core.session import EndReason, FrontendInfo
 from relay.lifecycle.ports import Peer
 
@@ -78,6 +79,15 @@ class Remote(Protocol):
 
     async def snapshot(self) -> list[dict[str, object]]:
         """Every other node's live sessions, each row with its ``node``."""
+        ...
+
+    def dial_report(self, owner_node: str, session_id: str, report: DialReport) -> None:
+        """Pass Twilio's report on a placed call to the node that runs its session."""
+        ...
+
+    async def place_call(self, owner_node: str, session_id: str, to: str,
+                         user_id: str | None) -> dict[str, Any]:
+        """Ask the session's node to place its call; the endpoint's answer (status, body)."""
         ...
 
 

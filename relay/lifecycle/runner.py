@@ -27,6 +27,7 @@ from typing import Any, Concatenate, ParamSpec
 import orjson
 
 from relay.core.effects import Effects, ModelEvent, OpenUpstream, RunTool, Teardown
+from relay.core.outbound import DialReport
 from relay.core.session import EndReason, FrontendInfo, Session, State
 from relay.core.tools import ToolBox, ToolContext, ToolOutcome
 from relay.errors import BadInput, UpstreamConnectError
@@ -278,6 +279,10 @@ class SessionRunner:
             self._log.warning(Ev.REFUSALS_SAMPLED, source=fields["source"], peer=str(peer),
                               unlogged=sample.suppressed)
 
+    def dial_report(self, report: DialReport) -> None:
+        """Twilio reported on the call relay placed for this session."""
+        self._enter(self.session.on_dial_report, report)
+
     def call_closed(self) -> None:
         """The Twilio stream socket closed."""
         self._enter(self.session.on_call_closed)
@@ -472,7 +477,8 @@ class SessionRunner:
                 jobs.append(self._apologise_then_hang_up(session.call.call_sid))
             elif session.call is not None and reason != EndReason.CALLER_HUNG_UP:
                 jobs.append(self.deps.hang_up(session.call.call_sid, True))
-            elif session.call is None and session.registered_call_sid:
+            elif session.call is None and session.registered_call_sid and not (
+                    session.dialing.call is not None and session.dialing.call.final):
                 # Registered but never streamed: the call may still be ringing.
                 # A browser can name any CallSid, so only one relay learned
                 # from Twilio (or placed itself) is ever cancelled.

@@ -41,6 +41,7 @@ from relay.lifecycle.registry import valid_session_id
 from relay.messages.twiml import APOLOGY, connect_stream_twiml, stream_url
 from relay.security.auth import AuthError
 from relay.security.origins import origin_allowed
+from relay.transport import calls
 from relay.transport.health import health as health_document
 from relay.transport.metrics import CONTENT_TYPE, Metrics
 from relay.transport.routes import HttpRoute
@@ -237,6 +238,25 @@ class Endpoint:
     simple_post: bool = False
 
 
+async def calls_place(ctx: Context, request: Request, route: HttpRoute) -> Response:
+    """Place the interview call (``POST /api/calls``, see :mod:`relay.transport.calls`)."""
+    public = ctx.state.settings.public_url or _public_from_request(request)
+    status, body = await calls.place_call(ctx.state, request, route, public)
+    return json_response(status, body)
+
+
+async def calls_status(ctx: Context, request: Request, route: HttpRoute) -> Response:
+    """Twilio's signed status callback for a call relay placed."""
+    await calls.status_callback(ctx.state, request, route)
+    return respond(204, b"", "text/plain")
+
+
+async def calls_amd(ctx: Context, request: Request, route: HttpRoute) -> Response:
+    """Twilio's signed answering-machine callback for a call relay placed."""
+    await calls.amd_callback(ctx.state, request, route)
+    return respond(204, b"", "text/plain")
+
+
 _GET = frozenset({"GET", "HEAD"})
 _POST = frozenset({"POST"})
 
@@ -252,6 +272,9 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/api/sessions/reset": Endpoint(reset, _POST, admin=True),
     "/api/sessions/stop_all": Endpoint(stop_all, _POST),
     "/api/heygen/stop_all_sessions": Endpoint(heygen_stop_all, _POST, admin=True),
+    "/api/calls": Endpoint(calls_place, _POST),
+    "/api/calls/status": Endpoint(calls_status, _POST, simple_post=True),
+    "/api/calls/amd": Endpoint(calls_amd, _POST, simple_post=True),
 }
 _STOP_ONE_PATH = re.compile(r"/api/sessions/[^/]+/stop\Z")
 _STOP_ONE = Endpoint(stop_one, _POST, simple_post=True)

@@ -38,10 +38,13 @@ from relay.providers.heygen import AvatarSessions
 from relay.providers.local import LocalModel
 from relay.providers.localpeer import LocalPeer
 from relay.providers.openai import open_realtime
+from relay.providers.twilio_dial import CallDialer
 from relay.providers.twilio_rest import CallHangUp
 from relay.security.auth import SUBPROTOCOL
 from relay.security.gate import Gate
+from relay.security.limits import ConnectionRateLimit
 from relay.transport import admission, sockets
+from relay.transport import calls as outbound
 from relay.transport.health import health, protections
 from relay.transport.http import Context
 from relay.transport.metrics import Metrics
@@ -74,6 +77,7 @@ def session_options(settings: Settings, toolbox: ToolBox) -> SessionOptions:
         ),
         resume_buffer_events=settings.resume_buffer_events,
         dtmf_to_model=settings.dtmf_to_model,
+        voicemail=settings.voicemail,
     )
 
 
@@ -136,6 +140,10 @@ class RelayServer:
                 hang_up=deps.hang_up, stop_avatar=deps.stop_avatar,
                 load=lambda: self._load())
             registry.remote = self.fleet
+        dialer = CallDialer(settings.twilio_account_sid, settings.twilio_auth_token,
+                            base_url=settings.twilio_api_base_url)
+        dial_rate = ConnectionRateLimit(settings.dial_rate_per_hour / 3600.0,
+                                        max(1, settings.dial_burst))
         self.state = AppState(
             settings=settings,
             registry=registry,
@@ -144,7 +152,12 @@ class RelayServer:
             calls=calls,
             avatars=avatars,
             fleet=self.fleet,
+            dialer=dialer,
+            dial_rate=dial_rate,
         )
+        if self.fleet is not None:
+            self.fleet.placer = lambda runner, to, public: outbound.place_here(
+                self.state, runner, to, public or settings.public_url)
         self.metrics = Metrics(self.state)
         self._http = Context(self.state, self.metrics)
         self._server: Server | None = None
@@ -254,6 +267,7 @@ class RelayServer:
         if self._store is not None:
             await self._store.close()
         await self.state.calls.close()
+        await self.state.dialer.close()
         await self.state.avatars.close()
         await self.metrics.stop()
 

@@ -15,8 +15,10 @@ from relay.core.tools import ToolBox
 from relay.fleet.node import FleetNode
 from relay.lifecycle.registry import Registry
 from relay.providers.heygen import AvatarSessions
+from relay.providers.twilio_dial import CallDialer
 from relay.providers.twilio_rest import CallHangUp
 from relay.security.gate import Gate
+from relay.security.limits import ConnectionRateLimit
 
 
 @dataclass(slots=True)
@@ -45,6 +47,10 @@ class AppState:
     #: Every WebSocket connection past its handshake, until its handler returns
     #: (the drain closes each with 1001).
     connections: set[Any] = field(default_factory=set)
+    #: Places outbound calls (``POST /api/calls``) through Twilio.
+    dialer: CallDialer = field(default_factory=lambda: CallDialer("", ""))
+    #: Calls each user may place: a token bucket per user.
+    dial_rate: ConnectionRateLimit = field(default_factory=lambda: ConnectionRateLimit(0, 1))
     #: This node in its fleet (RELAY_REDIS_URL), or None for one process alone.
     fleet: FleetNode | None = None
     #: Set once shutdown began: /health says so and new sessions are refused.

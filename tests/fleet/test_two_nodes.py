@@ -163,3 +163,27 @@ async def test_stop_all_supersede_reset_and_the_sessions_view_span_the_fleet(
     await fe3.wait_for("call.status_changed", lambda m: m["reason"] == "reset")
     await a.wait_idle()
     await b.wait_idle()
+
+
+async def test_a_call_placed_through_one_node_for_a_session_on_another(
+        make_relay: RelayFactory, redis_url: str) -> None:
+    """POST /api/calls and Twilio's callbacks reach node A; the session runs on node B."""
+    a, b = await two_nodes(make_relay, redis_url, twilio_from_number="+15557654321",
+                           twilio_signatures="on", public_url=PUBLIC)
+    sid = str(uuid.uuid4())
+    fe = await b.frontend(f"/logs/{sid}?userId=alice")
+    await fe.send_json({"type": "job_config", "config": {"role": "SRE"}})
+    await fe.wait_for("job_config.ack")
+    async with aiohttp.ClientSession() as http, http.post(
+            a.http + "/api/calls?userId=alice", json={"to": "+15551234567", "sessionId": sid},
+            headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 201, await resp.text()
+        call_sid = (await resp.json())["callSid"]
+    assert await a.twilio.outbound.progress(call_sid, "ringing", a.http) == 204
+    ringing = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ringing")
+    assert ringing["sessionId"] == sid
+    await a.twilio.outbound.progress(call_sid, "no-answer", a.http)
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == "no_answer"
+    await a.wait_idle()
+    await b.wait_idle()

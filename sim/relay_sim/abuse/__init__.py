@@ -13,7 +13,16 @@ apply to the relay's mode (read from ``/health``: development or secured). The m
 - :mod:`~relay_sim.abuse.session`: the mode, a normal call end to end, back to baseline.
 """
 
-from relay_sim.abuse.catalog import BY_NAME, CHECKS, Check, Result, connect, run_all, run_one, summary
+from relay_sim.abuse.catalog import (
+           BY_NAME,
+           CHECKS,
+           Check,
+           Result,
+           connect,
+           run_all,
+           run_one,
+           summary,
+)
 from relay_sim.abuse.harness import Relay, Target
 
 __all__ = ["BY_NAME", "CHECKS", "Check", "Relay", "Result", "Target", "connect", "run_all",

@@ -15,7 +15,13 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from relay_sim.abuse.harness import JOB, Relay, end_frontend, expect_close, refused_stream
+from relay_sim.abuse.harness import (
+    JOB,
+    Relay,
+    end_frontend,
+    expect_close,
+    refused_stream,
+)
 from relay_sim.checks import expect
 from relay_sim.twilio_call import SimulatedCall
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import uuid
 
-from relay_sim.abuse.harness import JOB, SUBPROTOCOL, Relay, load, same_load, twilio_only
+from relay_sim.abuse.harness import (
+    JOB,
+    SUBPROTOCOL,
+    Relay,
+    load,
+    same_load,
+    twilio_only,
+)
 from relay_sim.checks import expect
 
 # --- The checks: a normal call, then nothing left ---------------------------------------------

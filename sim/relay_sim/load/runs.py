@@ -22,7 +22,15 @@ from typing import Any
 
 from relay_sim.load.drive import Observed, RunSpec, drive
 from relay_sim.load.fakemodel import FakeModel
-from relay_sim.load.processes import Child, HarnessError, Pinning, free_port, rss, settle, wait_listening
+from relay_sim.load.processes import (
+    Child,
+    HarnessError,
+    Pinning,
+    free_port,
+    rss,
+    settle,
+    wait_listening,
+)
 from relay_sim.load.report import format_row
 from relay_sim.load.subjects import Subject
 from relay_sim.load.verdict import judge

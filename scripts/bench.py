@@ -79,6 +79,7 @@ from typing import Any
 import psutil
 from relay_sim.load.drive import RunSpec
 from relay_sim.load.fakemodel import FakeModel, external_model, start_fake_model
+from relay_sim.load.fleetbench import fleet_bench, format_fleet
 from relay_sim.load.processes import HarnessError, Pinning, raise_fd_limit, wait_listening
 from relay_sim.load.report import ratio_rows, report
 from relay_sim.load.runs import BenchContext, Variant, ramp, run_once
@@ -128,6 +129,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, metavar="R",
                    help="measure every relay R times at each N and extras, alternating their "
                         "order; ratios divide the medians (default 1)")
+    p.add_argument("--fleet", type=int, default=0, metavar="N",
+                   help="the fleet benchmark instead: Redis, N relay nodes and HAProxy; the "
+                        "calls (with frontends) through HAProxy, direct on one node, and "
+                        "bridged across two; Redis commands per session and per second")
     p.add_argument("--ramp", action="store_true", help="find the largest N that holds")
     p.add_argument("--ramp-start", type=int, default=25, help="first N of the ramp (default 25)")
     p.add_argument("--ramp-max", type=int, default=500, help="largest N the ramp tries (default 500)")
@@ -336,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
         else:
             runner, loop_name = uvloop.run, "uvloop"
+    if args.fleet:
+        return fleet_main(args, pinning, runner)
     try:
         doc = runner(bench(args, pinning, loop_name))
     except HarnessError as exc:
@@ -349,6 +356,26 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: interrupted", file=sys.stderr)
         return 2
     print(report(doc, args.markdown))
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def fleet_main(args: argparse.Namespace, pinning: Pinning, runner: Callable[[Any], Any]) -> int:
+    """``--fleet N``: one run of each mode at the first ``--calls`` value."""
+    calls = args.call_counts[0]
+    warmup = args.warmup if args.warmup is not None else min(2.0, args.duration)
+    spec = RunSpec(calls=calls, duration=args.duration, warmup=warmup, drain=args.drain,
+                   connect_timeout=args.connect_timeout or 10 + calls / 25)
+    try:
+        doc = runner(fleet_bench(REPO, max(2, args.fleet), spec, pinning))
+    except HarnessError as exc:
+        print(f"bench: harness error: {exc}", file=sys.stderr)
+        return 2
+    print(f"scripts/bench.py --fleet {args.fleet} --calls {calls} --duration {args.duration:g}")
+    print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
+          f"Python {platform.python_version()} · {pinning.note}")
+    print(format_fleet(doc))
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return 0

@@ -4,6 +4,7 @@
 Usage::
 
     python scripts/demo_call.py [--url ws://localhost:8081] [--seconds 6]
+    python scripts/demo_call.py --outbound [--outcome answered|no-answer|busy|voicemail]
 
 A frontend connects to ``/logs/{sessionId}`` and sends a job configuration; a simulated Twilio
 call joins the session (``sessionId`` custom parameter) and the caller talks in real time, 20 ms
@@ -11,6 +12,12 @@ frames: 1 s of tone, 1 s of silence, 1 s of tone, then silence until ``--seconds
 passed. Then the frontend ends the session. Each event the frontend receives is printed as one
 line; a summary follows. With the relay's built-in local model (which echoes the caller and
 produces transcripts) this shows a whole conversation offline.
+
+With ``--outbound`` the interviewer calls the candidate instead: the script starts a fake Twilio
+REST API and a relay of its own (local model, signatures on) wired to it, opens the page, asks
+relay to place the call (``POST /api/calls``), and plays what Twilio would: signed status
+callbacks (initiated, ringing, then the ``--outcome``), and for an answered call the signed
+stream on the TwiML's URL, the candidate talking, and the hang-up.
 
 Exits 0 once ``call.status_changed`` ``ended`` was seen, 1 otherwise.
 """
@@ -166,13 +173,113 @@ async def run(url: str, seconds: float, wait: float) -> int:
     return 0 if demo.ended.is_set() else 1
 
 
+OUTBOUND_TO = "+15551234567"
+OUTBOUND_FROM = "+15557654321"
+
+
+async def run_outbound(outcome: str, seconds: float, wait: float) -> int:
+    """The "call me" flow against a fake Twilio API and a relay started for it."""
+    import aiohttp
+    from relay_sim.node import RelayNode
+    from relay_sim.processes import free_port
+    from relay_sim.twilio_api import FakeTwilioApi
+    from twilio.request_validator import RequestValidator
+
+    account, token = "AC" + "d" * 32, "demo-auth-token-0123456789"
+    demo = Demo(seconds)
+    async with FakeTwilioApi(account, token) as twilio:
+        port = free_port()
+        public = f"http://127.0.0.1:{port}"
+        node = RelayNode("demo", port=port, env={
+            "TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token,
+            "TWILIO_API_BASE_URL": twilio.base_url, "TWILIO_FROM_NUMBER": OUTBOUND_FROM,
+            "PUBLIC_URL": public, "RELAY_MACHINE_DETECTION": "on" if outcome == "voicemail" else "off",
+        })
+        await node.start()
+        try:
+            session_id = str(uuid.uuid4())
+            demo.say(f"🆔 session {session_id}; relay at {public} (fake Twilio at {twilio.base_url})")
+            frontend = await SimulatedFrontend.connect(node.url, f"/logs/{session_id}?userId=demo")
+            printer = asyncio.create_task(demo.show_frontend(frontend))
+            await frontend.send_json({"type": "job_config", "config": JOB_CONFIG})
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{public}/api/calls?userId=demo", json={"to": OUTBOUND_TO, "sessionId": session_id},
+                    headers={"Content-Type": "application/json"}) as resp:
+                answer = await resp.json()
+            demo.say(f"🖥️ POST /api/calls → {resp.status} {answer}")
+            if resp.status != 201:
+                await frontend.close()
+                await printer
+                return 1
+            call_sid = answer["callSid"]
+            placed = twilio.outbound.placed[call_sid]
+            outbound = twilio.outbound
+            for status in ("initiated", "ringing"):
+                await asyncio.sleep(0.5)
+                demo.say(f"☁️ Twilio: {status}")
+                await outbound.progress(call_sid, status, public)
+            await asyncio.sleep(1.0)
+            call: SimulatedCall | None = None
+            if outcome in ("no-answer", "busy"):
+                demo.say(f"☁️ Twilio: {outcome}")
+                await outbound.progress(call_sid, outcome, public)
+            else:
+                demo.say("☁️ Twilio: in-progress (answered)")
+                await outbound.progress(call_sid, "in-progress", public)
+                url, params = placed.stream()
+                signature = RequestValidator(token).compute_signature(url, {})
+                call = await SimulatedCall.connect(node.url, url.split(str(port), 1)[1],
+                                                   call_sid=call_sid,
+                                                   extra_headers={"X-Twilio-Signature": signature})
+                await call.start(params)
+                if outcome == "voicemail":
+                    await asyncio.sleep(1.0)
+                    demo.say("☁️ Twilio AMD: machine_start")
+                    await outbound.amd(call_sid, "machine_start", public)
+                else:
+                    try:
+                        await demo.talk(call)
+                    except ConnectionClosed:
+                        demo.say("📱 the relay closed the call stream early")
+                    demo.say("📱 the candidate hangs up")
+                    await call.hang_up()
+                    await outbound.progress(call_sid, "completed", public)
+            try:
+                async with asyncio.timeout(wait):
+                    await demo.ended.wait()
+            except TimeoutError:
+                demo.say(f"❌ no call.status_changed ended within {wait:g}s")
+            if outcome == "voicemail":
+                # relay hangs up the machine after telling the page why.
+                await twilio.wait_for_request(lambda r: r.call_sid == call_sid, timeout=wait)
+            if call is not None:
+                await call.close()
+            await frontend.close()
+            await printer
+            hangups = [r.form for r in twilio.requests_for(call_sid)]
+            print("\n— summary —")
+            print(f"Twilio was asked: {len(twilio.outbound.placed)} call(s) placed, "
+                  f"updates for the call: {hangups or 'none'}")
+            print(f"frontend events: {dict(demo.counts)}")
+        finally:
+            await node.terminate()
+    return 0 if demo.ended.is_set() else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outbound", action="store_true",
+                        help="the interviewer calls the candidate (a fake Twilio and a relay of its own)")
+    parser.add_argument("--outcome", default="answered",
+                        choices=("answered", "no-answer", "busy", "voicemail"),
+                        help="how the placed call goes (with --outbound)")
     parser.add_argument("--url", default="ws://localhost:8081", help="the relay's WebSocket URL")
     parser.add_argument("--seconds", type=float, default=6.0, help="call length (at least 4)")
     parser.add_argument("--wait", type=float, default=10.0, help="limit for each expected event")
     args = parser.parse_args()
     try:
+        if args.outbound:
+            return asyncio.run(run_outbound(args.outcome, args.seconds, args.wait))
         return asyncio.run(run(args.url, args.seconds, args.wait))
     except (SimError, WebSocketException, OSError, TimeoutError) as exc:
         print(f"demo failed — {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -89,6 +89,18 @@ async def test_demo_call_shows_a_conversation(local_relay: int) -> None:
     assert "call ended (frontend_ended)" in out
 
 
+@pytest.mark.parametrize(("outcome", "reason"), [("answered", "caller_hung_up"),
+                                                ("busy", "busy"), ("voicemail", "voicemail")])
+async def test_demo_call_outbound_plays_the_call_me_flow(outcome: str, reason: str) -> None:
+    """scripts/demo_call.py --outbound: relay places the call, Twilio's progress, its end."""
+    code, out = await run_script("scripts/demo_call.py", "--outbound", "--outcome", outcome,
+                                 "--seconds", "2")
+    assert code == 0, out
+    assert "POST /api/calls → 201" in out
+    assert "call ringing" in out
+    assert f"call ended ({reason})" in out
+
+
 async def test_starts_with_no_environment_on_the_local_model() -> None:
     """With no API key the first log lines say the server listens on the local model."""
     proc, port, first = await start_relay_logged(RELAY_MODEL="")

@@ -40,6 +40,10 @@ class RunSpec:
     frontends: bool = False
     #: Calls echo marks once the audio before them has played, not at once.
     play_marks: bool = False
+    #: Calls open ``/call/{sessionId}`` (as /twiml's TwiML names it), not a bare ``/call``.
+    call_path_session: bool = False
+    #: Frontends connect here instead of the calls' port (a fleet: another node).
+    frontend_port: int | None = None
     connect_concurrency: int = 64
 
 
@@ -79,15 +83,18 @@ async def drive(port: int, spec: RunSpec, relay_ps: psutil.Process | None,
 
     frontends: list[SimFrontend] = []
     if spec.frontends:
-        opened = await _bounded((open_client(lambda sid=sid: SimFrontend(host, sid, stats), port, 10)
-                                 for sid in session_ids), spec.connect_concurrency)
+        fport = spec.frontend_port or port
+        opened = await _bounded((open_client(lambda sid=sid: SimFrontend(
+            f"127.0.0.1:{fport}", sid, stats), fport, 10) for sid in session_ids),
+            spec.connect_concurrency)
         frontends = [f for f in opened if isinstance(f, SimFrontend)]
         for f in frontends:
             f.send_text(SimFrontend.JOB_CONFIG)
 
     async def open_call(i: int) -> SimCall:
+        path = f"/call/{session_ids[i]}" if spec.call_path_session else "/call"
         call = await open_client(lambda: SimCall(host, i, session_ids[i], stats, frames,
-                                                 play_marks=spec.play_marks), port, 10)
+                                                 play_marks=spec.play_marks, path=path), port, 10)
         call.start()
         return call
 

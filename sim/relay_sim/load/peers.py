@@ -70,8 +70,8 @@ class SimCall(WsClient):
     """One simulated Twilio Media Stream with tagged frames."""
 
     def __init__(self, host: str, index: int, session_id: str, stats: LoadStats, frames: int,
-                 *, play_marks: bool = False) -> None:
-        super().__init__(host, "/call", stats)
+                 *, play_marks: bool = False, path: str = "/call") -> None:
+        super().__init__(host, path, stats)
         self.index = index
         self.session_id = session_id
         self.stream_sid = "MZ" + os.urandom(16).hex()

@@ -39,6 +39,13 @@ import orjson
 
 from relay.messages.dialect import GA_SESSION_FIELDS
 from relay.providers.g711 import linear_to_ulaw, tone, ulaw_rms, ulaw_to_linear
+from relay.providers.local_shapes import (
+    ClientError,
+    default_session,
+    merge,
+    path,
+    response_events,
+)
 
 __all__ = ["DEFAULT_GREETING", "LocalModel", "linear_to_ulaw", "ulaw_rms", "ulaw_to_linear"]
 
@@ -69,73 +76,8 @@ class _Vad(Enum):
     SPEECH = "speech"
 
 
-class _ClientError(Exception):
-    """A client event the real API would answer with an ``error`` event."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-
 def _new_session_id() -> str:
     return "sess_" + uuid.uuid4().hex[:20]
-
-
-def _default_session(session_id: str, greeting: str) -> dict[str, Any]:
-    return {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": session_id,
-        "model": "relay-local",
-        "output_modalities": ["audio"],
-        "instructions": greeting,
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "tracing": None,
-        "truncation": "auto",
-        "prompt": None,
-        "include": None,
-        "audio": {
-            "input": {
-                "format": dict(_PCMU),
-                # On by default (the real API's default is null) so an offline demo
-                # shows caller turns even before relay configures the session.
-                "transcription": {"model": "relay-local"},
-                "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                    "idle_timeout_ms": None,
-                    "create_response": True,
-                    "interrupt_response": True,
-                },
-            },
-            "output": {"format": dict(_PCMU), "voice": "marin", "speed": 1.0},
-        },
-    }
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = orjson.loads(orjson.dumps(value))  # a deep copy of JSON data
-    return merged
-
-
-def _path(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _frames(ms: int) -> int:
@@ -182,7 +124,7 @@ class LocalModel:
         self._end_frames = _frames(silence_end_ms)
         self._max_bytes = max_utterance_ms * BYTES_PER_MS
         self._chunk_bytes = max(1, chunk_ms) * BYTES_PER_MS
-        self._session = _default_session(session_id_factory(), greeting)
+        self._session = default_session(session_id_factory(), greeting)
         self._counter = 0
         self._conversation_id = self._id("conv")
         self._last_item_id: str | None = None
@@ -210,7 +152,7 @@ class LocalModel:
 
     def open(self) -> list[str]:
         """Events sent when the connection opens: one ``session.created``."""
-        return self._dump([self._event("session.created", session=_merge({}, self._session))])
+        return self._dump([self._event("session.created", session=merge({}, self._session))])
 
     def receive(self, text: str) -> list[str]:
         """Handle one client event (JSON text); return the server events it causes.
@@ -222,21 +164,21 @@ class LocalModel:
         try:
             event = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return self._dump([self._error(_ClientError("invalid_json", "The event is not valid JSON."))])
+            return self._dump([self._error(ClientError("invalid_json", "The event is not valid JSON."))])
         client_event_id = event.get("event_id") if isinstance(event, dict) else None
         if not isinstance(client_event_id, str):
             client_event_id = None
         try:
             if not isinstance(event, dict):
-                raise _ClientError("invalid_type", "A client event must be a JSON object.")
+                raise ClientError("invalid_type", "A client event must be a JSON object.")
             event_type = event.get("type")
             if not isinstance(event_type, str):
-                raise _ClientError(
+                raise ClientError(
                     "missing_required_parameter", "Missing required parameter: 'type'.", "type"
                 )
             handler = self._handlers.get(event_type)
             if handler is None:
-                raise _ClientError(
+                raise ClientError(
                     "invalid_value",
                     f"Invalid value: '{event_type[:64]}'. Supported values are: "
                     + ", ".join(f"'{name}'" for name in self._handlers)
@@ -244,7 +186,7 @@ class LocalModel:
                     "type",
                 )
             return self._dump(handler(event))
-        except _ClientError as err:
+        except ClientError as err:
             return self._dump([self._error(err, client_event_id)])
 
     # -- client events -----------------------------------------------------------------
@@ -252,46 +194,46 @@ class LocalModel:
     def _on_session_update(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         update = event.get("session")
         if not isinstance(update, dict):
-            raise _ClientError("invalid_type", "Expected an object for 'session'.", "session")
+            raise ClientError("invalid_type", "Expected an object for 'session'.", "session")
         for key in update:
             if key not in GA_SESSION_FIELDS:
-                raise _ClientError(
+                raise ClientError(
                     "unknown_parameter", f"Unknown parameter: 'session.{key}'.", f"session.{key}"
                 )
         if update.get("type", "realtime") != "realtime":
-            raise _ClientError(
+            raise ClientError(
                 "invalid_value", "The local model only offers 'realtime' sessions.", "session.type"
             )
         for direction in ("input", "output"):
-            fmt = _path(update, "audio", direction, "format")
-            if fmt is not None and _path(fmt, "type") != "audio/pcmu":
-                raise _ClientError(
+            fmt = path(update, "audio", direction, "format")
+            if fmt is not None and path(fmt, "type") != "audio/pcmu":
+                raise ClientError(
                     "invalid_value",
                     "The local model only supports audio/pcmu.",
                     f"session.audio.{direction}.format",
                 )
-        voice = _path(update, "audio", "output", "voice")
+        voice = path(update, "audio", "output", "voice")
         if self._spoken and voice is not None and voice != self._voice():
             # Mirrors the real API, which refuses the whole update.
-            raise _ClientError(
+            raise ClientError(
                 "cannot_update_voice",
                 "Cannot update a conversation's voice if assistant audio is present.",
                 "session.audio.output.voice",
             )
         turn_detection_before = self._turn_detection()
-        self._session = _merge(self._session, update)
+        self._session = merge(self._session, update)
         if self._turn_detection() != turn_detection_before:
             self._reset_input()
-        return [self._event("session.updated", session=_merge({}, self._session))]
+        return [self._event("session.updated", session=merge({}, self._session))]
 
     def _on_append(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         audio = event.get("audio")
         if not isinstance(audio, str):
-            raise _ClientError("missing_required_parameter", "Missing required parameter: 'audio'.", "audio")
+            raise ClientError("missing_required_parameter", "Missing required parameter: 'audio'.", "audio")
         try:
             data = base64.b64decode(audio, validate=True)
         except binascii.Error:
-            raise _ClientError("invalid_value", "Invalid base64 audio.", "audio") from None
+            raise ClientError("invalid_value", "Invalid base64 audio.", "audio") from None
         data = self._rest + data
         whole = len(data) - len(data) % FRAME_BYTES
         self._rest = data[whole:]
@@ -303,7 +245,7 @@ class LocalModel:
     def _on_commit(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         audio = self._pending_audio()
         if len(audio) < MIN_COMMIT_MS * BYTES_PER_MS:
-            raise _ClientError(
+            raise ClientError(
                 "input_audio_buffer_commit_empty",
                 "Error committing input audio buffer: buffer too small. Expected at least "
                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {len(audio) // BYTES_PER_MS}ms of audio.",
@@ -323,13 +265,13 @@ class LocalModel:
     def _on_item_create(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
         if not isinstance(item, dict):
-            raise _ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
+            raise ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
         if item.get("type") not in _CLIENT_ITEM_TYPES:
-            raise _ClientError("invalid_value", "Unsupported item type.", "item.type")
+            raise ClientError("invalid_value", "Unsupported item type.", "item.type")
         item_id = item.get("id") or self._id("item")
         if not isinstance(item_id, str) or item_id in self._items:
-            raise _ClientError("invalid_value", "Item id is invalid or already in use.", "item.id")
-        stored = _merge({"id": item_id, "object": "realtime.item", "status": "completed"}, item)
+            raise ClientError("invalid_value", "Item id is invalid or already in use.", "item.id")
+        stored = merge({"id": item_id, "object": "realtime.item", "status": "completed"}, item)
         stored["id"] = item_id
         previous = self._remember(stored)
         return [
@@ -340,15 +282,15 @@ class LocalModel:
     def _on_item_truncate(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item_id, content_index, end_ms = (event.get(k) for k in ("item_id", "content_index", "audio_end_ms"))
         if not isinstance(item_id, str) or item_id not in self._audio_ms:
-            raise _ClientError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
+            raise ClientError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
         if content_index != 0:
-            raise _ClientError("invalid_value", "Invalid content index.", "content_index")
+            raise ClientError("invalid_value", "Invalid content index.", "content_index")
         if isinstance(end_ms, bool) or not isinstance(end_ms, int) or end_ms < 0:
-            raise _ClientError(
+            raise ClientError(
                 "invalid_value", "audio_end_ms must be a non-negative integer.", "audio_end_ms"
             )
         if end_ms > self._audio_ms[item_id]:
-            raise _ClientError(
+            raise ClientError(
                 "invalid_value",
                 f"Audio content of {self._audio_ms[item_id]}ms is already shorter than {end_ms}ms.",
                 "audio_end_ms",
@@ -364,7 +306,7 @@ class LocalModel:
     def _on_response_create(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         options = event.get("response")
         if options is not None and not isinstance(options, dict):
-            raise _ClientError("invalid_type", "Expected an object for 'response'.", "response")
+            raise ClientError("invalid_type", "Expected an object for 'response'.", "response")
         # response.instructions and the rest are accepted and ignored: the local model
         # has nothing to say but the greeting or the caller's own words.
         if self._unanswered is not None:
@@ -376,7 +318,7 @@ class LocalModel:
     def _on_response_cancel(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         # Responses complete inside the receive() that starts them, so none is ever
         # active; the real API answers a cancel in that state with this error.
-        raise _ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
+        raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
 
     # -- voice activity ----------------------------------------------------------------
 
@@ -418,7 +360,7 @@ class LocalModel:
         if self._quiet_run < self._end_frames:
             return []
         item_id = self._turn_item_id or self._id("item")
-        respond = _path(self._turn_detection(), "create_response") is not False
+        respond = path(self._turn_detection(), "create_response") is not False
         stopped = self._event("input_audio_buffer.speech_stopped", audio_end_ms=now_ms, item_id=item_id)
         speech_ms = self._last_voiced_end_ms - self._onset_ms
         return [stopped, *self._commit_turn(item_id, bytes(self._buffer), speech_ms, respond=respond)]
@@ -444,10 +386,10 @@ class LocalModel:
         self._turn_item_id: str | None = None
 
     def _turn_detection(self) -> Any:
-        return _path(self._session, "audio", "input", "turn_detection")
+        return path(self._session, "audio", "input", "turn_detection")
 
     def _voice(self) -> Any:
-        return _path(self._session, "audio", "output", "voice")
+        return path(self._session, "audio", "output", "voice")
 
     # -- conversation and responses ----------------------------------------------------
 
@@ -469,7 +411,7 @@ class LocalModel:
             self._event("conversation.item.added", previous_item_id=previous, item=item),
             self._event("conversation.item.done", previous_item_id=previous, item=item),
         ]
-        if _path(self._session, "audio", "input", "transcription") is not None:
+        if path(self._session, "audio", "input", "transcription") is not None:
             events.append(
                 self._event(
                     "conversation.item.input_audio_transcription.completed",
@@ -486,59 +428,12 @@ class LocalModel:
         return events
 
     def _respond(self, transcript: str, audio: bytes) -> list[dict[str, Any]]:
-        response_id, item_id = self._id("resp"), self._id("item")
-        where = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
-        part = {"type": "output_audio", "transcript": transcript}
-        item: dict[str, Any] = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "in_progress",
-            "role": "assistant",
-            "content": [],
-        }
-        response: dict[str, Any] = {
-            "object": "realtime.response",
-            "id": response_id,
-            "status": "in_progress",
-            "status_details": None,
-            "output": [],
-            "conversation_id": self._conversation_id,
-            "output_modalities": ["audio"],
-            "max_output_tokens": "inf",
-            "audio": {"output": {"format": dict(_PCMU), "voice": self._voice()}},
-            "usage": None,
-            "metadata": None,
-        }
-        previous = self._last_item_id
-        events = [
-            self._event("response.created", response=dict(response)),
-            self._event(
-                "response.output_item.added", response_id=response_id, output_index=0, item=dict(item)
-            ),
-            self._event("conversation.item.added", previous_item_id=previous, item=dict(item)),
-            self._event("response.content_part.added", **where, part={**part, "transcript": ""}),
-            self._event("response.output_audio_transcript.delta", **where, delta=transcript),
-            self._event("response.output_audio_transcript.done", **where, transcript=transcript),
-        ]
-        for start in range(0, len(audio), self._chunk_bytes):
-            chunk = audio[start : start + self._chunk_bytes]
-            events.append(
-                self._event("response.output_audio.delta", **where, delta=base64.b64encode(chunk).decode())
-            )
-        done_item = {**item, "status": "completed", "content": [dict(part)]}
-        events += [
-            self._event("response.output_audio.done", **where),
-            self._event("response.content_part.done", **where, part=dict(part)),
-            self._event("response.output_item.done", response_id=response_id, output_index=0, item=done_item),
-            self._event("conversation.item.done", previous_item_id=previous, item=done_item),
-            self._event(
-                "response.done",
-                response={**response, "status": "completed", "output": [done_item], "usage": _NO_USAGE},
-            ),
-        ]
-        self._remember(_merge({}, done_item))
-        self._audio_ms[item_id] = len(audio) // BYTES_PER_MS
+        events, done_item = response_events(
+            self._id, transcript=transcript, audio=audio, chunk_bytes=self._chunk_bytes,
+            conversation_id=self._conversation_id, voice=self._voice(),
+            previous_item_id=self._last_item_id)
+        self._remember(merge({}, done_item))
+        self._audio_ms[done_item["id"]] = len(audio) // BYTES_PER_MS
         self._spoken = True
         return events
 
@@ -559,7 +454,7 @@ class LocalModel:
     def _event(self, event_type: str, **fields: Any) -> dict[str, Any]:
         return {"type": event_type, "event_id": self._id("event"), **fields}
 
-    def _error(self, err: _ClientError, client_event_id: str | None = None) -> dict[str, Any]:
+    def _error(self, err: ClientError, client_event_id: str | None = None) -> dict[str, Any]:
         return self._event(
             "error",
             error={
@@ -574,15 +469,6 @@ class LocalModel:
     @staticmethod
     def _dump(events: list[dict[str, Any]]) -> list[str]:
         return [orjson.dumps(event).decode() for event in events]
-
-
-_NO_USAGE: Final = {
-    "total_tokens": 0,
-    "input_tokens": 0,
-    "output_tokens": 0,
-    "input_token_details": {"text_tokens": 0, "audio_tokens": 0, "cached_tokens": 0},
-    "output_token_details": {"text_tokens": 0, "audio_tokens": 0},
-}
 
 
 def _heard(speech_ms: int) -> str:

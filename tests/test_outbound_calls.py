@@ -304,3 +304,17 @@ async def test_on_a_voicemail_the_interviewer_may_leave_a_message(make_relay: Re
     await call.hang_up()
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     await relay.wait_idle()
+
+
+async def test_two_requests_at_once_place_one_call(make_relay: RelayFactory) -> None:
+    """Two tabs asking at the same moment: one call is placed, the other request gets 409."""
+    import asyncio
+
+    relay = await dialing(make_relay)
+    sid = str(uuid.uuid4())
+    fe = await page(relay, sid)
+    answers = await asyncio.gather(*(place(relay, {"to": TO, "sessionId": sid}) for _ in range(2)))
+    assert sorted(status for status, _ in answers) == [201, 409]
+    assert len(relay.twilio.outbound.placed) == 1
+    await fe.send_json({"type": "session.end"})
+    await relay.wait_idle()

@@ -117,6 +117,8 @@ class SessionRunner:
         self.on_avatar: Callable[[SessionRunner, str], None] | None = None
         #: The session moved to another node: nothing of it runs here any more.
         self.relinquished = False
+        #: A call for this session is being placed right now (POST /api/calls).
+        self.placing_call = False
         self.frames_in = 0
         self._log = get_logger(sessionId=session.id)
         # Keyed by frontend ID, or "call": one peer's refusals never hide another's.

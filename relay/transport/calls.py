@@ -83,8 +83,20 @@ async def place_here(state: AppState, runner: SessionRunner, to: str,
     """Place the call of a session this node runs; the HTTP answer (status, body)."""
     settings = state.settings
     session = runner.session
-    if session.call is not None or session.dialing.live:
+    if session.call is not None or session.dialing.live or runner.placing_call:
         return 409, {"error": "call_in_progress", "message": "this session already has a call"}
+    # Marked before the first wait: a second request meanwhile (two tabs) must not ring twice.
+    runner.placing_call = True
+    try:
+        return await _place(state, runner, to, public)
+    finally:
+        runner.placing_call = False
+
+
+async def _place(state: AppState, runner: SessionRunner, to: str,
+                 public: str) -> tuple[int, dict[str, Any]]:
+    settings = state.settings
+    session = runner.session
     sid = session.id
     directory = state.registry.directory
     parameters = {"sessionId": sid}

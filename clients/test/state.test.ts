@@ -294,7 +294,7 @@ describe("ending", () => {
     assert.deepEqual(d.states, ["disconnecting", "idle", "connecting"]);
     assert.deepEqual(d.snap, { sessionId: "session-2", state: "connecting", callSid: null, jobConfig: "none",
       transcript: [], inactivityWarning: null, durationWarning: null, endReason: null, lastError: null,
-      reconnectAttempt: 0 });
+      reconnectAttempt: 0, call: { phase: "idle", to: null, callSid: null, endReason: null, error: null } });
     assert.deepEqual(d.effects.filter((c) => c.kind !== "cancel"), [{ kind: "send", message: { type: "session.end" } },
       { kind: "close-socket" }, { kind: "open", attempt: old + 1, sessionId: "session-2" }]);
     assert.deepEqual(d.feed({ kind: "socket-message", attempt: old, message: { type: "session.associated" }, now: 0 }), []);

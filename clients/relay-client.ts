@@ -12,6 +12,8 @@
  * - unexpected closes are retried with jittered exponential back-off and resume the same
  *   session (relay replays what was missed), but never after the relay said the call ended,
  *   after an intentional close, or when the relay refused us (bad token, another user's session);
+ * - {@link RelayClient.placeCall} has relay call the user ("Call me") and follows the call's
+ *   progress in `snapshot.call`;
  * - {@link RelayClient.dispose} ends the interview and releases every socket, timer and listener;
  *   {@link installUnloadBeacon} and {@link stopAllSessions} cover the cases where no code runs.
  *
@@ -21,10 +23,11 @@
  * This file is the entry point; the code is in `src/`:
  *
  * - `state.ts`: every decision, as a pure reducer `(model, event) => [model, commands]`;
- *   `model.ts`: the model, the events and the commands it works with;
+ *   `model.ts`: the model, the events and the commands it works with; `calls.ts`: the call
+ *   relay places for the session;
  * - `client.ts`: the thin I/O shell (socket, clock, fetch, beacon) that performs the commands;
  * - `protocol.ts`: the messages relay sends and accepts; `transcript.ts`: the transcript built
- *   from the model's events; `api.ts`: relay's URLs and HTTP API (stop-all);
+ *   from the model's events; `api.ts`: relay's URLs and HTTP API (stop-all, placing a call);
  * - `backoff.ts`, `emitter.ts`, `environment.ts` (the page's globals), `unload.ts` (the beacon),
  *   `types.ts` (the public types), `index.ts` (the public API).
  *

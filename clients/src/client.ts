@@ -3,7 +3,7 @@
  * fetch, the beacon and the listeners, turns what happens to them into events, and performs
  * the commands the reducer returns. It makes no decision of its own about the session.
  */
-import { credentialQuery, healthUrl, httpBaseFrom, logsUrl, stopUrl, wsBaseFrom } from "./api.js";
+import { credentialQuery, healthUrl, httpBaseFrom, logsUrl, requestCall, stopUrl, wsBaseFrom } from "./api.js";
 import { Emitter } from "./emitter.js";
 import {
   defaultClock, pageBeacon, pageDocument, pageFetch, pageWebSocket, pageWindow, randomSessionId,
@@ -14,8 +14,8 @@ import { SUBPROTOCOL, type JobConfig } from "./protocol.js";
 import { AttemptSocket } from "./socket.js";
 import { reduce } from "./state.js";
 import type {
-  BeaconSender, Clock, EventTargetLike, FetchLike, RelayClientEvents, RelayClientOptions, RelayClientSnapshot,
-  RelayState, TokenSource, WebSocketConstructor, WebSocketLike,
+  BeaconSender, Clock, EventTargetLike, FetchLike, PlaceCallResult, RelayClientEvents, RelayClientOptions,
+  RelayClientSnapshot, RelayState, TokenSource, WebSocketConstructor, WebSocketLike,
 } from "./types.js";
 
 const ACTIVITY_EVENTS = ["mousedown", "mousemove", "keydown", "touchstart", "visibilitychange"];
@@ -42,6 +42,9 @@ export class RelayClient {
   /** Events waiting for the one before them to be fully performed. */
   private readonly inbox: ClientEvent[] = [];
   private readonly cleanups = new Set<() => void>();
+  /** placeCall() promises, by request number, until the reducer settles them. */
+  private readonly placeCalls = new Map<number, (result: PlaceCallResult) => void>();
+  private callRequests = 0;
   /** Terminal: set by dispose(), after which every method refuses or does nothing. */
   private disposed = false;
 
@@ -162,6 +165,29 @@ export class RelayClient {
     return done;
   }
 
+  /** "Call me": ask relay to place this session's interview call to `to` (E.164, e.g.
+   * `+15551234567`) through `POST /api/calls`, with the same credentials as the socket (the
+   * token source is asked for a token, or `userId` in development mode).
+   *
+   * The call's progress arrives on the session's socket, so the POST waits for it: an `idle`
+   * client connects first, one connecting or reconnecting posts once the socket opens.
+   * `snapshot.call` shows the progress (`placing`, `queued`, `ringing`, `in-progress`,
+   * `connected`, then `ended` with its reason), and the `callProgress` event follows it.
+   *
+   * Resolves with relay's answer (`ok: true`, the call SID) or its refusal (`ok: false`, relay's
+   * `error` code and message: what to fix); never rejects. Refused without asking relay when the
+   * interview has ended, the connection is lost, or this client is placing a call already.
+   * A refused call shows in `snapshot.call` (`refused`) unless a call is under way: that one
+   * keeps its progress. Throws only when the client was disposed. */
+  placeCall(to: string): Promise<PlaceCallResult> {
+    this.assertAlive();
+    if (this.model.snapshot.state === "idle") this.socketClass(); // fail here, as connect() does
+    const request = ++this.callRequests;
+    const settled = new Promise<PlaceCallResult>((resolve) => this.placeCalls.set(request, resolve));
+    this.dispatch({ kind: "place-call", request, to });
+    return settled;
+  }
+
   /** "Practice again": end whatever is left of this interview, forget all of it, and start a
    * new session (new ID). `config` replaces the job configuration; omitted, it is re-sent. */
   practiceAgain(config?: JobConfig): void {
@@ -226,6 +252,12 @@ export class RelayClient {
       case "send": return this.socket.write(command.message);
       case "probe": return void this.probe(command.attempt);
       case "stop-remotely": return this.stopRemotely();
+      case "post-call": return void this.postCall(command.request, command.sessionId, command.to);
+      case "settle-call": {
+        const resolve = this.placeCalls.get(command.request);
+        this.placeCalls.delete(command.request);
+        return resolve?.(command.result);
+      }
       case "arm": return this.arm(command.timer, command.ms);
       case "cancel": return this.cancel(command.timer);
       case "emit":
@@ -265,6 +297,14 @@ export class RelayClient {
       }
     }
     this.dispatch({ kind: "probed", attempt, reachable, jitter: this.random() });
+  }
+
+  /** POST /api/calls; relay's answer (or why there is none) goes back to the reducer. */
+  private async postCall(request: number, sessionId: string, to: string): Promise<void> {
+    const token = () => (typeof this.token === "function" ? this.token(sessionId) : this.token);
+    const result = await requestCall({ httpBase: this.httpBase, sessionId, to, token, userId: this.options.userId,
+      fetch: this.fetcher });
+    this.dispatch({ kind: "call-answered", request, result });
   }
 
   private stopRemotely(): void {

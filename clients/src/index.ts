@@ -7,7 +7,7 @@ export { randomSessionId } from "./environment.js";
 export { Emitter } from "./emitter.js";
 export { NO_RETRY_CLOSE_CODES, type JobConfig, type RelayMessage } from "./protocol.js";
 export type {
-  BackoffPolicy, BeaconSender, Clock, Countdown, EventTargetLike, FetchLike, JobConfigStatus, RelayClientError,
-  RelayClientEvents, RelayClientOptions, RelayClientSnapshot, RelayState, TokenSource, TranscriptItem,
-  WebSocketConstructor, WebSocketLike,
+  BackoffPolicy, BeaconSender, CallPhase, CallProgress, Clock, Countdown, EventTargetLike, FetchLike, JobConfigStatus,
+  PlaceCallError, PlaceCallErrorCode, PlaceCallResult, RelayClientError, RelayClientEvents, RelayClientOptions,
+  RelayClientSnapshot, RelayState, TokenSource, TranscriptItem, WebSocketConstructor, WebSocketLike,
 } from "./types.js";

@@ -5,7 +5,8 @@
 import { DEFAULT_BACKOFF } from "./backoff.js";
 import type { ClientMessage, JobConfig, RelayMessage } from "./protocol.js";
 import type { Lines } from "./transcript.js";
-import type { BackoffPolicy, RelayClientEvents, RelayClientOptions, RelayClientSnapshot, RelayState } from "./types.js";
+import type { BackoffPolicy, CallProgress, PlaceCallResult, RelayClientEvents, RelayClientOptions,
+  RelayClientSnapshot, RelayState } from "./types.js";
 
 /** Every timer the client runs; each is armed and cancelled by a command, one at a time per name. */
 export type TimerName =
@@ -36,6 +37,15 @@ export type Standing = "new" | "opened" | "refused-once";
  * or a live `call` (relay must confirm it with `session.associated`). */
 export type Rejoin = "session" | "call";
 
+/** A `placeCall()` relay has not answered yet: `waiting` for the socket to open (progress
+ * arrives on it, so the POST goes after), or `posting`. One at a time: two POSTs in flight
+ * could both reach Twilio before relay knows of either call. */
+export interface Placing {
+  readonly request: number;
+  readonly to: string;
+  readonly stage: "waiting" | "posting";
+}
+
 /** The knobs, resolved from the options (the defaults are documented on RelayClientOptions). */
 export interface Settings {
   readonly backoff: BackoffPolicy;
@@ -63,6 +73,7 @@ export interface Model {
   readonly replayLeft: number;
   /** When the last `activity` message went out. */
   readonly lastActivityAt: number;
+  readonly placing: Placing | null;
 }
 
 /** What happened, with the facts the reducer needs: the time, a random draw for the back-off
@@ -78,6 +89,9 @@ export type ClientEvent =
   | { readonly kind: "practice-again"; readonly sessionId: string; readonly config: JobConfig | undefined;
       readonly writable: boolean }
   | { readonly kind: "dispose"; readonly writable: boolean }
+  | { readonly kind: "place-call"; readonly request: number; readonly to: string }
+  // relay answered a `post-call` (or it failed on the way)
+  | { readonly kind: "call-answered"; readonly request: number; readonly result: PlaceCallResult }
   // the browser says the network is back
   | { readonly kind: "online" }
   // the socket of attempt `attempt`
@@ -106,6 +120,9 @@ export type Command =
   | { readonly kind: "send"; readonly message: ClientMessage }
   | { readonly kind: "probe"; readonly attempt: number } // GET /health, answered with `probed`
   | { readonly kind: "stop-remotely" }  // the beacon to /api/sessions/{id}/stop
+  // POST /api/calls, answered with `call-answered`
+  | { readonly kind: "post-call"; readonly request: number; readonly sessionId: string; readonly to: string }
+  | { readonly kind: "settle-call"; readonly request: number; readonly result: PlaceCallResult } // placeCall() resolves
   | { readonly kind: "arm"; readonly timer: TimerName; readonly ms: number }
   | { readonly kind: "cancel"; readonly timer: TimerName }
   | Emit;
@@ -123,16 +140,21 @@ export function settingsFrom(options: RelayClientOptions): Settings {
   };
 }
 
+/** No call asked for. */
+export const IDLE_CALL: CallProgress = Object.freeze({ phase: "idle", to: null, callSid: null, endReason: null,
+  error: null });
+
 export function freshSnapshot(sessionId: string, state: RelayState = "idle"): RelayClientSnapshot {
   return Object.freeze({ sessionId, state, callSid: null, jobConfig: "none", transcript: [],
-    inactivityWarning: null, durationWarning: null, endReason: null, lastError: null, reconnectAttempt: 0 });
+    inactivityWarning: null, durationWarning: null, endReason: null, lastError: null, reconnectAttempt: 0,
+    call: IDLE_CALL });
 }
 
 /** A client that has not connected yet. */
 export function initialModel(settings: Settings, sessionId: string, jobConfig?: JobConfig): Model {
   return { settings, snapshot: freshSnapshot(sessionId), link: { kind: "none" }, attempts: 0,
     timers: new Set(), standing: "new", rejoin: "session", jobConfig, lines: [], replayLeft: 0,
-    lastActivityAt: Number.NEGATIVE_INFINITY };
+    lastActivityAt: Number.NEGATIVE_INFINITY, placing: null };
 }
 
 /** Whether relay may still hold this session (so leaving must tell it). */

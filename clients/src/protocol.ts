@@ -30,12 +30,18 @@ export type ClientMessage =
   | { readonly type: "activity" }
   | { readonly type: "session.end" };
 
+/** Twilio's words for a placed call before its stream starts (relay passes them on). */
+export type DialStatus = "queued" | "initiated" | "ringing" | "in-progress";
+const DIAL_STATUSES: ReadonlySet<string> = new Set<DialStatus>(["queued", "initiated", "ringing", "in-progress"]);
+
 /** A relay message the client acts on, its fields checked; `model` is everything else (the
  * model's events, which the transcript reads, and types the client only passes on). */
 export type RelayEvent =
   | { readonly type: "session.associated"; readonly callSid: string | null }
   | { readonly type: "call.status_changed"; readonly status: "connected" | "ended" | null;
       readonly reason: string | null }
+  // `call.status_changed` with Twilio's progress of a call relay placed (before `connected`)
+  | { readonly type: "call.progress"; readonly status: DialStatus }
   | { readonly type: "job_config.ack"; readonly status: "queued" | "applied" | null }
   | { readonly type: "session.inactivity_warning"; readonly disconnectInMs: number }
   | { readonly type: "session.inactivity_warning_cleared" }
@@ -65,6 +71,9 @@ export function decode(message: RelayMessage): RelayEvent {
     case "session.associated":
       return { type: message.type, callSid: text(message.callSid) };
     case "call.status_changed": {
+      if (typeof message.status === "string" && DIAL_STATUSES.has(message.status)) {
+        return { type: "call.progress", status: message.status as DialStatus };
+      }
       const status = message.status === "connected" || message.status === "ended" ? message.status : null;
       return { type: message.type, status, reason: text(message.reason) };
     }

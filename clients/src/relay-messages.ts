@@ -1,7 +1,9 @@
 /**
  * What each relay message does to the interview (docs/frontend.md "Messages the client
- * handles"): the ack, the call's status, warnings, the replay, errors, and the transcript.
+ * handles"): the ack, the call's status (and a placed call's progress, calls.ts), warnings,
+ * the replay, errors, and the transcript.
  */
+import { callConnected, callProgressed } from "./calls.js";
 import { decode, type RelayMessage } from "./protocol.js";
 import { applyModelEvent, visibleLines } from "./transcript.js";
 import type { Transition } from "./transition.js";
@@ -23,12 +25,16 @@ export function receive(t: Transition, message: RelayMessage | null, now: number
       t.cancel("resume");
       t.set({ rejoin: "session" });
       t.update({ callSid: event.callSid });
+      callConnected(t);
       if (state !== "disconnecting") t.setState("in-call");
       return;
+    case "call.progress":
+      return callProgressed(t, event.status);
     case "call.status_changed":
       if (event.status === null) return;
       t.emit("callStatus", { status: event.status, reason: event.reason });
       if (event.status === "connected") {
+        callConnected(t);
         if (state !== "disconnecting") t.setState("in-call");
         return;
       }

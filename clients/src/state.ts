@@ -8,7 +8,7 @@
  *
  * | from                     | event                                                   | to               |
  * |--------------------------|---------------------------------------------------------|------------------|
- * | idle                     | connect                                                 | connecting       |
+ * | idle                     | connect, placeCall                                      | connecting       |
  * | connecting, reconnecting | socket open (not resuming a call)                       | waiting-for-call |
  * | waiting-for-call, reconnecting | `session.associated`, `call.status_changed: connected` | in-call    |
  * | any with a socket        | unexpected close; failed handshake relay did not refuse | reconnecting     |
@@ -20,10 +20,13 @@
  * | any                      | practiceAgain (a new session)                           | idle, connecting |
  * | any                      | dispose                                                 | idle             |
  *
+ * The call relay places (`placeCall`, `snapshot.call`) has its own table in calls.ts.
+ *
  * A failed handshake first asks /health (`probing`): if relay answers, it refused us, and
  * retrying the same request would only add to a storm.
  */
 import { backoffDelay } from "./backoff.js";
+import { callAnswered, placeCall, postWaitingCall } from "./calls.js";
 import { PROBE_TIMEOUT_MS, mayBeLive, type ClientEvent, type Command, type Model, type TimerName } from "./model.js";
 import { NO_RETRY_CLOSE_CODES } from "./protocol.js";
 import { receive } from "./relay-messages.js";
@@ -84,6 +87,15 @@ function handle(t: Transition, event: ClientEvent): void {
     case "dispose":
       t.leave(event.writable);
       return t.setState("idle");
+    case "place-call":
+      // Progress arrives on the socket, so an idle client connects first and posts once open.
+      if (placeCall(t, event.request, event.to) && state === "idle") {
+        t.setState("connecting");
+        open(t);
+      }
+      return;
+    case "call-answered":
+      return callAnswered(t, event.request, event.result);
     case "online":
       // The browser knows before our back-off does that the network is back.
       if (state === "reconnecting" && t.model.link.kind === "backoff") {
@@ -167,10 +179,13 @@ function opened(t: Transition, attempt: number): void {
   if (t.model.rejoin === "call") {
     // relay sends session.associated first when the call is still on; silence means the
     // session ended while we were away and relay just made us a new, empty one.
-    return t.arm("resume", t.model.settings.resumeCheckMs);
+    t.arm("resume", t.model.settings.resumeCheckMs);
+  } else {
+    t.setState("waiting-for-call");
+    if (t.model.jobConfig) t.sendJobConfig(t.model.jobConfig);
   }
-  t.setState("waiting-for-call");
-  if (t.model.jobConfig) t.sendJobConfig(t.model.jobConfig);
+  // The configuration goes first; the call's progress will arrive on this socket.
+  postWaitingCall(t);
 }
 
 function handshakeFailed(t: Transition, attempt: number): void {

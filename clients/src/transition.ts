@@ -3,10 +3,11 @@
  * every transition is built from (bookkeeping, countdowns, endings). state.ts and
  * relay-messages.ts compose these; nothing here decides what an event means.
  */
-import { freshSnapshot, mayBeLive, TICK_MS, type Command, type Emit, type Link, type Model,
+import { callEnded, connectionGone, sessionLeft } from "./calls.js";
+import { freshSnapshot, IDLE_CALL, mayBeLive, TICK_MS, type Command, type Emit, type Link, type Model,
   type TimerName } from "./model.js";
 import type { ClientMessage, JobConfig } from "./protocol.js";
-import type { Countdown, JobConfigStatus, RelayClientError, RelayClientEvents, RelayClientSnapshot,
+import type { CallProgress, Countdown, JobConfigStatus, RelayClientError, RelayClientEvents, RelayClientSnapshot,
   RelayState } from "./types.js";
 
 export const NONE: Link = { kind: "none" };
@@ -59,6 +60,7 @@ export class Transition {
 
   /** Leave the current session for good: tell relay (socket or beacon) and drop the socket. */
   leave(writable: boolean): void {
+    sessionLeft(this);
     if (mayBeLive(this.model.snapshot.state)) {
       if (writable) this.send({ type: "session.end" });
       else if (this.model.standing !== "new") this.do({ kind: "stop-remotely" });
@@ -77,6 +79,7 @@ export class Transition {
   }
 
   finish(reason: string): void {
+    callEnded(this, reason);
     this.set({ rejoin: "session" });
     this.update({ endReason: reason, reconnectAttempt: 0 });
     this.settle("ended");
@@ -85,6 +88,7 @@ export class Transition {
   /** Give up until the user says `retry()`; `rejoin` is kept so a retry still checks that the
    * call it left is there. */
   lose(error: RelayClientError): void {
+    connectionGone(this);
     this.report(error);
     this.settle("connection-lost");
   }
@@ -96,8 +100,10 @@ export class Transition {
 
   /** A new session: nothing of the last one carries over but the job configuration. */
   resetSession(sessionId: string): void {
+    const { call } = this.model.snapshot;
     this.set({ snapshot: freshSnapshot(sessionId, this.model.snapshot.state), link: NONE, standing: "new",
-      rejoin: "session", lines: [], replayLeft: 0, lastActivityAt: Number.NEGATIVE_INFINITY });
+      rejoin: "session", lines: [], replayLeft: 0, lastActivityAt: Number.NEGATIVE_INFINITY, placing: null });
+    if (call !== IDLE_CALL) this.emit("callProgress", IDLE_CALL);
   }
 
   // -- bookkeeping -----------------------------------------------------------------------
@@ -116,6 +122,13 @@ export class Transition {
     if (this.model.snapshot.jobConfig === status) return;
     this.update({ jobConfig: status });
     this.emit("jobConfig", status);
+  }
+
+  /** Change `snapshot.call` (calls.ts decides how). */
+  setCall(patch: Partial<CallProgress>): void {
+    const call = Object.freeze({ ...this.model.snapshot.call, ...patch });
+    this.update({ call });
+    this.emit("callProgress", call);
   }
 
   setState(state: RelayState): void {

@@ -36,6 +36,66 @@ export interface RelayClientError {
   readonly message: string;
 }
 
+// -- the interview call relay places ("Call me", docs/protocol.md "Outbound calls") ----------
+
+/** Where the call relay places for this session is (`snapshot.call.phase`):
+ *
+ * - `idle`: no call asked for in this session (or the session's call came in by itself);
+ * - `placing`: `placeCall()` is waiting for the socket, or for relay's answer to the POST;
+ * - `queued`, `initiated`, `ringing`, `in-progress`: Twilio's progress in its own words
+ *   (`in-progress`: someone picked up);
+ * - `connected`: the call's audio stream started: the interview is on;
+ * - `ended`: the call is over; `endReason` says why (`no_answer`, `busy`, `voicemail`, …);
+ * - `refused`: the call was not placed; `error` says why, in relay's words. */
+export type CallPhase = "idle" | "placing" | "queued" | "initiated" | "ringing" | "in-progress" | "connected"
+  | "ended" | "refused";
+
+/** Why a call was not placed: relay's `error` code (with its HTTP status), or one of the
+ * client's own (status `null`): `call_in_progress` (this client is placing one already),
+ * `session_ended` (the interview ended first), `not_connected` (no socket: the connection was
+ * lost, or the interview was left, before the call could be asked for), `unreachable` (the
+ * POST did not reach relay), `token` (the token source failed). */
+export type PlaceCallErrorCode =
+  // the request: fix the number, or start a new session
+  | "bad_request" | "bad_session_id" | "invalid_number" | "destination_not_allowed" | "unreachable_number"
+  | "unverified_number" | "number_not_allowed"
+  // who asks, and when
+  | "unauthorized" | "forbidden" | "call_in_progress" | "session_ended" | "rate_limited"
+  // the operator's to fix
+  | "not_configured" | "twilio_auth" | "bad_from_number" | "twilio_unavailable" | "twilio_refused"
+  // the client's own
+  | "not_connected" | "unreachable" | "token"
+  // anything else relay may answer (a proxy's refusal, a future code)
+  | (string & {});
+
+/** A refused `placeCall()`: relay's code and message (what to fix, safe to show). */
+export interface PlaceCallError {
+  readonly code: PlaceCallErrorCode;
+  readonly message: string;
+  /** relay's HTTP status (400, 401, 403, 409, 429, 502, 503); `null` when the client refused
+   * by itself or never got an answer. */
+  readonly status: number | null;
+}
+
+/** What `placeCall()` resolves with; it never rejects for a refusal. */
+export type PlaceCallResult =
+  | { readonly ok: true; readonly callSid: string; readonly sessionId: string; readonly status: string }
+  | { readonly ok: false; readonly error: PlaceCallError };
+
+/** The call relay places for this session, as a UI shows it ("Calling you…", "No answer"). */
+export interface CallProgress {
+  readonly phase: CallPhase;
+  /** The number `placeCall()` was given. */
+  readonly to: string | null;
+  /** Twilio's call SID, once relay has answered the POST. */
+  readonly callSid: string | null;
+  /** Set with `ended`: relay's reason (`no_answer`, `busy`, `call_failed`, `canceled`,
+   * `voicemail`, or any session end reason such as `caller_hung_up`). */
+  readonly endReason: string | null;
+  /** Set with `refused`. */
+  readonly error: PlaceCallError | null;
+}
+
 export interface RelayClientSnapshot {
   readonly sessionId: string;
   readonly state: RelayState;
@@ -50,6 +110,8 @@ export interface RelayClientSnapshot {
   readonly lastError: RelayClientError | null;
   /** Reconnect attempts since the last good message (0 when connected). */
   readonly reconnectAttempt: number;
+  /** The call relay places for this session (`placeCall()`); `idle` until one is asked for. */
+  readonly call: CallProgress;
 }
 
 export interface RelayClientEvents {
@@ -59,6 +121,8 @@ export interface RelayClientEvents {
   jobConfig: JobConfigStatus;
   transcript: TranscriptItem;
   callStatus: { status: "connected" | "ended"; reason: string | null };
+  /** `snapshot.call` changed (a placed call's progress, its end, or a refusal). */
+  callProgress: CallProgress;
   /** A countdown started, ticked (once a second) or was cleared (`countdown: null`). */
   warning: { kind: Countdown["kind"]; countdown: Countdown | null };
   resumed: { missed: number; dropped: number };

@@ -47,3 +47,59 @@ test("the unload beacon stays a header-less POST to the session's stop URL, cred
   client.dispose();
   assert.deepEqual(beacons, []);
 });
+
+/** A socket that opens as soon as the client has set its handlers (relay is not needed here). */
+class OpeningSocket {
+  readyState = 0;
+  onopen: ((event: unknown) => unknown) | null = null;
+  onmessage: ((event: unknown) => unknown) | null = null;
+  onerror: ((event: unknown) => unknown) | null = null;
+  onclose: ((event: unknown) => unknown) | null = null;
+  constructor() { queueMicrotask(() => { this.readyState = 1; this.onopen?.({}); }); }
+  send(): void {}
+  close(): void { this.readyState = 3; }
+}
+
+test("placeCall POSTs {to, sessionId} to /api/calls with both headers and a Bearer token from the token source", async () => {
+  const { fetch, requests } = recordingFetch({ callSid: "CA1", sessionId: "s-1", status: "queued" });
+  const tokensFor: string[] = [];
+  const client = new RelayClient({ baseUrl: "wss://relay.example", sessionId: "s-1", WebSocket: OpeningSocket,
+    fetch: async (url, init) => ({ ...(await fetch(url, init)), status: 201 }), networkEvents: null,
+    token: (sessionId) => { tokensFor.push(sessionId); return `tok-${tokensFor.length}`; } });
+  const result = await client.placeCall("+15551234567");
+  assert.deepEqual(result, { ok: true, callSid: "CA1", sessionId: "s-1", status: "queued" });
+  assert.deepEqual(tokensFor, ["s-1", "s-1"], "one token for the socket, one for the POST");
+  assert.deepEqual(requests, [{ url: "https://relay.example/api/calls", init: { method: "POST",
+    body: JSON.stringify({ to: "+15551234567", sessionId: "s-1" }),
+    headers: { "Content-Type": "application/json", "X-Relay-Request": "1", Authorization: "Bearer tok-2" } } }]);
+  assert.deepEqual([client.getSnapshot().call.phase, client.getSnapshot().call.callSid], ["queued", "CA1"]);
+  client.dispose();
+});
+
+test("placeCall in development mode names the user in the query", async () => {
+  const { fetch, requests } = recordingFetch({ callSid: "CA1", sessionId: "s-1", status: "queued" });
+  const client = new RelayClient({ baseUrl: "ws://relay:8081", userId: "u 1", sessionId: "s-1",
+    WebSocket: OpeningSocket, fetch, networkEvents: null });
+  await client.placeCall("+15551234567");
+  assert.equal(requests[0]!.url, "http://relay:8081/api/calls?userId=u%201");
+  assert.deepEqual(requests[0]!.init?.headers, { "Content-Type": "application/json", "X-Relay-Request": "1" });
+  client.dispose();
+});
+
+test("placeCall never rejects: a failed request, a proxy's page and a failing token source are results", async () => {
+  const attempt = async (options: Partial<ConstructorParameters<typeof RelayClient>[0]>) => {
+    const client = new RelayClient({ baseUrl: "ws://relay", userId: "u", WebSocket: OpeningSocket, networkEvents: null,
+      ...options });
+    const result = await client.placeCall("+15551234567");
+    client.dispose();
+    return result.ok ? null : result.error;
+  };
+  const down = await attempt({ fetch: async () => { throw new TypeError("fetch failed"); } });
+  assert.deepEqual([down?.code, down?.status], ["unreachable", null]);
+  const proxy = await attempt({ fetch: async () => ({ ok: false, status: 502, json: async () => { throw new SyntaxError("<html>"); } }) });
+  assert.deepEqual(proxy, { code: "http_502", message: "relay answered HTTP 502", status: 502 });
+  let tokens = 0;
+  const token = await attempt({ fetch: recordingFetch().fetch,
+    token: () => { tokens += 1; if (tokens > 1) throw new Error("signed out"); return "tok"; } });
+  assert.deepEqual([token?.code, token?.status], ["token", null]);
+});

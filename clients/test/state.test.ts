@@ -2,79 +2,9 @@
  * clock and no relay. Each test feeds events and checks the snapshot and the commands. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import {
-  initialModel, settingsFrom, type ClientEvent, type Command, type Model, type TimerName,
-} from "../src/model.js";
+import type { ClientEvent } from "../src/model.js";
 import type { RelayMessage } from "../src/protocol.js";
-import { reduce } from "../src/state.js";
-import type { RelayClientOptions } from "../src/types.js";
-
-/** Feeds the reducer and keeps what it returned; checks that the armed timers in the model
- * always match the arm/cancel commands (what the shell's timer map would hold). */
-class Driver {
-  model: Model;
-  commands: Command[] = [];
-  private readonly armed = new Set<TimerName>();
-
-  constructor(options: Partial<RelayClientOptions> = {}, jobConfig: RelayClientOptions["jobConfig"] = { role: "Chef" }) {
-    this.model = initialModel(settingsFrom({ baseUrl: "ws://relay", ...options }), "session-1", jobConfig);
-  }
-
-  get snap() { return this.model.snapshot; }
-
-  /** The attempt number of the socket the model is on (or last opened). */
-  get attempt(): number { return this.model.attempts; }
-
-  feed(event: ClientEvent): Command[] {
-    const [model, commands] = reduce(this.model, event);
-    this.model = model;
-    this.commands = commands;
-    if (event.kind === "timer") this.armed.delete(event.timer); // a timer that fired is spent
-    for (const command of commands) {
-      if (command.kind === "arm") this.armed.add(command.timer);
-      if (command.kind === "cancel") this.armed.delete(command.timer);
-    }
-    assert.deepEqual([...model.timers].sort(), [...this.armed].sort(), "the model's timers match the commands");
-    return commands;
-  }
-
-  /** The socket of the current attempt is made and opens. */
-  opens(): void {
-    this.feed({ kind: "socket-created", attempt: this.attempt });
-    this.feed({ kind: "socket-opened", attempt: this.attempt });
-  }
-
-  /** connect(), then the socket opens. */
-  connected(): void {
-    this.feed({ kind: "connect" });
-    this.opens();
-  }
-
-  receive(message: RelayMessage, now = 0): Command[] {
-    return this.feed({ kind: "socket-message", attempt: this.attempt, message, now });
-  }
-
-  closes(code = 1006, jitter = 1): Command[] {
-    return this.feed({ kind: "socket-closed", attempt: this.attempt, code, reason: "", jitter });
-  }
-
-  fire(timer: TimerName, now = 0, jitter = 1): Command[] {
-    return this.feed({ kind: "timer", timer, now, jitter });
-  }
-
-  /** Commands of the last event, minus the emits. */
-  get effects(): Command[] { return this.commands.filter((c) => c.kind !== "emit"); }
-
-  /** The `state` events of the last event, in order. */
-  get states(): string[] {
-    return this.commands.flatMap((c) => (c.kind === "emit" && c.type === "state" ? [c.payload.state] : []));
-  }
-
-  get timers(): TimerName[] { return [...this.model.timers]; }
-}
-
-const sent = (commands: Command[]): string[] =>
-  commands.flatMap((c) => (c.kind === "send" ? [c.message.type] : []));
+import { Driver, sent } from "./driver.js";
 
 describe("connecting", () => {
   test("connect opens a socket; the handshake has a deadline; on open the job configuration is sent", () => {
@@ -364,7 +294,7 @@ describe("ending", () => {
     assert.deepEqual(d.states, ["disconnecting", "idle", "connecting"]);
     assert.deepEqual(d.snap, { sessionId: "session-2", state: "connecting", callSid: null, jobConfig: "none",
       transcript: [], inactivityWarning: null, durationWarning: null, endReason: null, lastError: null,
-      reconnectAttempt: 0 });
+      reconnectAttempt: 0, call: { phase: "idle", to: null, callSid: null, endReason: null, error: null } });
     assert.deepEqual(d.effects.filter((c) => c.kind !== "cancel"), [{ kind: "send", message: { type: "session.end" } },
       { kind: "close-socket" }, { kind: "open", attempt: old + 1, sessionId: "session-2" }]);
     assert.deepEqual(d.feed({ kind: "socket-message", attempt: old, message: { type: "session.associated" }, now: 0 }), []);

@@ -147,7 +147,7 @@ const TONE = Buffer.from(Array.from({ length: SAMPLE_RATE }, (_, n) =>
 const SILENCE = Buffer.alloc(FRAME_BYTES, 0xff);
 
 export class SimCall {
-  readonly callSid = `CA${randomBytes(16).toString("hex")}`;
+  readonly callSid: string;
   readonly streamSid = `MZ${randomBytes(16).toString("hex")}`;
   readonly accountSid = `AC${randomBytes(16).toString("hex")}`;
   readonly received: TwilioMessage[] = [];
@@ -157,7 +157,8 @@ export class SimCall {
   private waiters = new Set<() => void>();
   private closed = false;
 
-  private constructor(private readonly ws: WebSocket) {
+  private constructor(private readonly ws: WebSocket, callSid?: string) {
+    this.callSid = callSid ?? `CA${randomBytes(16).toString("hex")}`;
     ws.onmessage = (event) => {
       const message = JSON.parse(String(event.data)) as TwilioMessage;
       this.received.push(message);
@@ -170,13 +171,14 @@ export class SimCall {
     ws.onclose = () => { this.closed = true; for (const wake of [...this.waiters]) wake(); };
   }
 
-  static async connect(relay: Relay, urlPath = "/call"): Promise<SimCall> {
+  /** A stream on `urlPath`; `callSid` for the stream of a call relay placed (its SID). */
+  static async connect(relay: Relay, urlPath = "/call", callSid?: string): Promise<SimCall> {
     const ws = new WebSocket(`${relay.wsUrl}${urlPath}`);
     await new Promise<void>((resolve, reject) => {
       ws.onopen = () => resolve();
       ws.onerror = () => reject(new Error("the call could not connect"));
     });
-    return new SimCall(ws);
+    return new SimCall(ws, callSid);
   }
 
   /** `connected` then `start`, with the sessionId as a TwiML <Parameter>, as Twilio sends them. */

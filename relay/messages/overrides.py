@@ -128,6 +128,10 @@ _SEMANTIC_VAD: Final[dict[str, Check]] = {
 }
 
 
+_TURN_DETECTIONS: Final[dict[str, dict[str, Check]]] = {
+    "server_vad": _SERVER_VAD, "semantic_vad": _SEMANTIC_VAD}
+
+
 def _turn_detection(value: Any, path: str) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -136,7 +140,7 @@ def _turn_detection(value: Any, path: str) -> dict[str, Any] | None:
     # The type says which settings exist; without it relay could not tell
     # whether the result is valid for the turn detection in force.
     kind = value.get("type")
-    fields = {"server_vad": _SERVER_VAD, "semantic_vad": _SEMANTIC_VAD}.get(kind)  # type: ignore[arg-type]
+    fields = _TURN_DETECTIONS.get(kind) if isinstance(kind, str) else None
     if fields is None:
         raise _refuse(f"{path}.type", "must be server_vad or semantic_vad")
     return _object(value, path, fields)

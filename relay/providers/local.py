@@ -266,7 +266,8 @@ class LocalModel:
         item = event.get("item")
         if not isinstance(item, dict):
             raise ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
-        if item.get("type") not in _CLIENT_ITEM_TYPES:
+        kind = item.get("type")
+        if not isinstance(kind, str) or kind not in _CLIENT_ITEM_TYPES:
             raise ClientError("invalid_value", "Unsupported item type.", "item.type")
         item_id = item.get("id") or self._id("item")
         if not isinstance(item_id, str) or item_id in self._items:

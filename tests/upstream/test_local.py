@@ -461,8 +461,9 @@ def test_item_create_function_call_output() -> None:
 def test_item_create_refuses_bad_items() -> None:
     """Items of unknown type or with a duplicate id are refused."""
     m = model()
-    (error,) = send(m, {"type": "conversation.item.create", "item": {"type": "banana"}})
-    assert error["error"]["param"] == "item.type"
+    for kind in ("banana", ["message"], {"message": 1}):
+        (error,) = send(m, {"type": "conversation.item.create", "item": {"type": kind}})
+        assert error["error"]["param"] == "item.type"
     send(
         m,
         {

@@ -14,7 +14,7 @@ from relay_sim.twilio_call import SimulatedCall
 
 from relay.messages.closecodes import CloseCode
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN, Relay
-from tests.test_scripts import start_relay
+from tests.processes import start_relay
 from tests.timing import WAIT
 
 

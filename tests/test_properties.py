@@ -6,9 +6,10 @@ only the errors its docstring names. Part 2 drives one :class:`~relay.core.sessi
 any sequence of inputs with a hypothesis state machine and checks its invariants after every
 step, then clears the effects as the runner does. No sockets, no sleeps, no wall clock.
 
-Bugs these properties found are pinned as strict xfails at the end of the file and kept out
-of the properties by carve-outs, each naming its regression test: a fix turns that xfail red
-(XPASS), and its mark and carve-out come off together.
+The bugs these properties found have regression tests at the end of the file; once fixed,
+the properties draw those inputs too (each as an explicit example where it can be one). A bug
+not fixed yet is pinned as a strict xfail and kept out of the properties by a carve-out that
+names it: the fix turns the xfail red (XPASS), and its mark and carve-out come off together.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import json
 import operator
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -131,8 +133,31 @@ DURATIONS = (
     | st.builds(operator.mul, st.sampled_from(["1", "0"]), st.integers(min_value=4290, max_value=4310))
     | JSON_SCALARS
 )
+#: Inputs that once broke a parser (their regression tests are at the end of the file).
+MEDIA_DISAGREEMENTS = {
+    "top-level-array": '[{"event":"media","media":{"payload":"AAAA"}}]',
+    "nested-event": '{"x":{"event":"media"},"media":{"payload":"AAAA"}}',
+    "quoted-event-key": '{"\\"event":"media","media":{"payload":"AAAA"}}',
+    "quoted-payload-key": '{"event":"media","media":{"\\"payload":"AAAA","payload":"BBBB"}}',
+    "duplicate-event": '{"event":"media","media":{"payload":"AAAA"},"event":"stop"}',
+    "duplicate-media": '{"event":"media","media":{"payload":"AAAA"},"media":{"payload":"BBBB"}}',
+    "truncated": '{"event":"media","media":{"payload":"AAAA"}',
+    "trailing-junk": '{"event":"media","media":{"payload":"AAAA"}} x',
+    "raw-control-character": '{"event":"media","media":{"payload":"AA\nAA"}}',
+}
+ODD_DIGITS = {"superscript-two": "²", "circled-one": "①", "4301-digits": "1" * 4301}
+BAD_TOOLS = {"type": "session.update", "session": {"tools": [{"type": "function", "name": ["x"]}]}}
 #: Arbitrary text, lone surrogates included (no websocket delivers those, but str allows them).
 ANY_TEXT = st.text() | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1)
+
+
+def examples(*values: Any) -> Callable[[Any], Any]:
+    """Each of ``values`` as an explicit example of the decorated property (hypothesis' @example)."""
+    def decorate(test: Any) -> Any:
+        for value in reversed(values):
+            test = example(value)(test)
+        return test
+    return decorate
 
 
 @st.composite
@@ -266,70 +291,44 @@ _CAPS = {"role": 200, "company": 200, "job_description": 8000, "interview_style"
 # -- carve-outs for the bugs pinned at the end of the file ---------------------------------------
 
 
-def _known_duration_crash(config: Any) -> bool:  # fixed: kept as a hook, never true
-    return False
+def _known_turn_detection_crash(value: Any) -> bool:
+    """Whether ``value`` is a session.update whose turn detection type is a list or an object.
 
-
-def _old_known_duration_crash(config: Any) -> bool:
-    """Whether ``config`` holds a duration string int() refuses though str.isdigit() accepts it.
-
-    See test_bug_duration_digit_strings_raise_plain_value_error.
+    See test_bug_turn_detection_of_unhashable_type_crashes_the_parse.
     """
-    if not isinstance(config, dict):
+    if not isinstance(value, dict) or value.get("type") != "session.update":
         return False
-    for key in DURATION_KEYS:
-        raw = config.get(key)
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.isdigit() and not (text.isdecimal() and len(text) <= 4300):
-                return True
+    session = value.get("session")
+    if not isinstance(session, dict):
+        return False
+    audio = session.get("audio")
+    audio_in = audio.get("input") if isinstance(audio, dict) else None
+    for turn_detection in (session.get("turn_detection"),
+                           audio_in.get("turn_detection") if isinstance(audio_in, dict) else None):
+        if isinstance(turn_detection, dict) and isinstance(turn_detection.get("type"), (list, dict)):
+            return True
     return False
+
+
+#: Control characters a short (single-line) job field turns into spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _known_blank_field(config: Any) -> bool:
+    """Whether ``config`` holds a string of nothing but control characters and spaces, not blank.
+
+    See test_bug_a_short_field_of_control_characters_is_kept_as_empty.
+    """
+    return isinstance(config, dict) and any(
+        isinstance(raw, str) and raw.strip() and not _CONTROL.sub(" ", raw).strip()
+        for raw in config.values())
 
 
 def _known_frontend_crash(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") == "job_config" and _known_duration_crash(
-        value.get("config")
-    )
-
-
-_FAST_PATH_WORDS = ("event", "media", "payload")
-
-
-def _known_honest_frame(value: Any) -> bool:  # fixed: every frame is fair game
-    return True
-
-
-def _old_known_honest_frame(value: Any) -> bool:
-    """Whether "event", "media" and "payload" appear in ``value`` only where a media frame has them.
-
-    That is: the top-level ``event`` key (its value may be "media"), the top-level ``media``
-    key and the ``payload`` key of the top-level media object; no other key or string, at
-    any depth, contains one of those words. See
-    test_bug_media_payload_answers_for_frames_parse_message_reads_otherwise.
-    """
-    if not isinstance(value, dict):
-        return _no_fast_path_words(value)
-    for key, item in value.items():
-        if key == "event":
-            ok = item == "media" or _no_fast_path_words(item)
-        elif key == "media" and isinstance(item, dict):
-            ok = all((k == "payload" or _no_fast_path_words(k)) and _no_fast_path_words(v)
-                     for k, v in item.items())
-        else:
-            ok = _no_fast_path_words(key) and _no_fast_path_words(item)
-        if not ok:
-            return False
-    return True
-
-
-def _no_fast_path_words(value: Any) -> bool:
-    if isinstance(value, str):
-        return not any(word in value for word in _FAST_PATH_WORDS)
-    if isinstance(value, dict):
-        return all(_no_fast_path_words(k) and _no_fast_path_words(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_no_fast_path_words(item) for item in value)
-    return True
+    """Whether ``value`` is a frontend message a carve-out keeps out of the parser properties."""
+    return _known_turn_detection_crash(value) or (
+        isinstance(value, dict) and value.get("type") == "job_config"
+        and _known_blank_field(value.get("config")))
 
 
 def _json_or_none(text: str) -> Any:
@@ -406,7 +405,7 @@ def check_job_config(config: JobConfig) -> None:
 
 
 def job_config_parses_or_refuses(obj: Any) -> None:
-    assume(not _known_duration_crash(obj))
+    assume(not _known_blank_field(obj))
     try:
         config = parse_job_config(obj)
     except JobConfigError as exc:
@@ -491,13 +490,30 @@ MEDIA_VARIANTS = st.builds(
 )
 
 
+#: Text spliced into a frame: duplicate keys, a cut, trailing junk, raw control characters.
+SPLICES = st.sampled_from([
+    "", ',"event":"stop"', ',"event":"media"', ',"media":{"payload":"BBBB"}', ',"payload":"BBBB"',
+    "\n", "\x00", "\x1f", "}", "]", "[", '"', "\\", " x", "{",
+]) | TEXT
+
+
+@st.composite
+def media_texts(draw: st.DrawFn) -> str:
+    """A media frame (real, reordered or mutated) as text, maybe with text spliced in anywhere."""
+    value = draw(MEDIA_VARIANTS | st.sampled_from(TWILIO_REAL + [MEDIA_REAL] * 4).flatmap(mutations))
+    text = _serialise(value, draw(st.booleans()))
+    if draw(st.booleans()):
+        start = draw(st.integers(min_value=0, max_value=len(text)))
+        end = draw(st.integers(min_value=start, max_value=len(text)))
+        text = text[:start] + draw(SPLICES) + text[end:]
+    return text
+
+
+@examples(*MEDIA_DISAGREEMENTS.values())
 @PARSER_SETTINGS
-@given(MEDIA_VARIANTS | st.sampled_from(TWILIO_REAL + [MEDIA_REAL] * 4).flatmap(mutations), st.booleans())
-def test_media_payload_agrees_with_parse_message(value: Any, spaced: bool) -> None:
-    """When the media fast path answers for a JSON frame, parse_message reads the same Media."""
-    # Carve-out for test_bug_media_payload_answers_for_frames_parse_message_reads_otherwise.
-    assume(_known_honest_frame(value))
-    text = _serialise(value, spaced)
+@given(media_texts())
+def test_media_payload_agrees_with_parse_message(text: str) -> None:
+    """When the media fast path answers for any text, parse_message reads the same Media."""
     fast = twilio.media_payload(text)
     if fast is not None:
         assert twilio_parses_or_refuses(text) == twilio.Media(payload=fast)
@@ -521,6 +537,8 @@ def test_frontend_parse_arbitrary_text(text: str) -> None:
     frontend_parses_or_refuses(text)
 
 
+@examples(BAD_TOOLS, *({"type": "job_config", "config": {"role": "Chef", "durationMinutes": d}}
+                        for d in ODD_DIGITS.values()))
 @PARSER_SETTINGS
 @given(JSON | st.fixed_dictionaries(
     {"type": st.sampled_from([t.value for t in fmsg.FrontendType])},
@@ -545,6 +563,7 @@ def test_frontend_parse_mutated_real_messages(value: Any) -> None:
     frontend_parses_or_refuses(orjson.dumps(value).decode())
 
 
+@examples(*({"role": "Chef", "durationMinutes": d} for d in ODD_DIGITS.values()))
 @PARSER_SETTINGS
 @given(JSON | st.sampled_from(JOB_CONFIG_REAL).flatmap(mutations)
        | st.dictionaries(st.sampled_from(list(DURATION_KEYS) + ["role", "voice"]), DURATIONS, max_size=3))
@@ -617,9 +636,12 @@ STARTS = st.builds(
     custom_parameters=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
 )
 B64 = st.binary(max_size=1600).map(lambda b: base64.b64encode(b).decode())
-# Carve-out for test_bug_control_characters_in_caller_audio_reach_the_model_as_invalid_json:
-# payloads that are not base64 hold no C0 control character.
-PAYLOADS = B64 | st.text(st.characters(min_codepoint=0x20, exclude_categories=["Cs"]), max_size=20)
+#: Caller audio, and payloads no Twilio sends: any text, control characters included
+#: (see test_bug_control_characters_in_caller_audio_reach_the_model_as_invalid_json).
+PAYLOADS = (B64 | st.sampled_from(["AA\nAA", "\x00", "\x1f", 'AA"AA', "AA\\AA"])
+            | st.text(st.characters(exclude_categories=["Cs"]), max_size=20))
+#: What the runner's fast path (twilio.media_payload) can hand on_call_media: base64 characters.
+FAST_PAYLOADS = B64 | st.from_regex(r"[A-Za-z0-9+/]*={0,2}", fullmatch=True)
 ITEM_IDS = st.sampled_from(["item_1", "item_2", "item_3"]) | st.text(max_size=6)
 CONFIGS = st.fixed_dictionaries(
     {"role": st.sampled_from(["Backend Engineer", " Chef ", "Nurse"])},
@@ -631,9 +653,9 @@ CONFIGS = st.fixed_dictionaries(
         "candidate_name": st.text(max_size=10),
     },
 )
-# Carve-out for test_bug_frontend_tool_with_unhashable_name_crashes_the_session_update: tool
-# names are JSON scalars (hashable), never lists or objects.
-TOOL_NAMES = JSON_SCALARS
+#: Tool names of any JSON type, lists and objects included (see
+#: test_bug_frontend_tool_with_unhashable_name_crashes_the_session_update).
+TOOL_NAMES = SMALL_JSON
 SESSIONS = st.sampled_from(SESSION_REAL) | st.fixed_dictionaries({}, optional={
     "modalities": st.sampled_from([["text"], ["audio"], ["text", "audio"], [], "audio"]),
     "voice": st.sampled_from(["alloy", "verse", 7]),
@@ -675,6 +697,7 @@ FRONTEND_MESSAGE_DICTS = st.one_of(
 
 def _vetted(message: dict[str, Any]) -> fmsg.FrontendMessage:
     """The parsed message, or (refused: the runner answers it with an error) plain activity."""
+    assume(not _known_turn_detection_crash(message))
     try:
         return fmsg.parse_message(orjson.dumps(message).decode())
     except BadInput:
@@ -760,7 +783,6 @@ class SessionMachine(RuleBasedStateMachine):
         self.prev_state = State.WAITING
         self.steps_ended = 0
         self.joined_after_end = False
-        self.late_failure: dict[str, Any] | None = None
         self.visited = {State.WAITING}
         self.ended_by_test = False
         self.teardowns = 0
@@ -839,13 +861,13 @@ class SessionMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.s.state is not State.WAITING or self.s.call is not None)
     @rule(data=st.data())
     def call_started_again(self, data: st.DataObject) -> None:
-        # Carve-out for test_bug_refused_call_start_still_attaches_the_call: a paired session
-        # gets its own Start again, so the call the refused start overwrites stays the same.
-        start = self.s.call if self.s.call is not None else data.draw(STARTS)
-        state = self.s.state
+        # Its own Start again or another call's: refused, and the session's call stays the same
+        # (see test_bug_refused_call_start_still_attaches_the_call).
+        start = data.draw(st.sampled_from([self.s.call]) | STARTS if self.s.call else STARTS)
+        state, call = self.s.state, self.s.call
         with pytest.raises(AssertionError, match="session state cannot go from"):
             self.s.on_call_started(start)
-        assert self.s.state is state
+        assert self.s.state is state and self.s.call is call
 
     @precondition(_running)
     @rule(msg=CALL_MESSAGES)
@@ -859,7 +881,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.s.on_call_message(twilio.Mark(data.draw(st.sampled_from(self.marks))))
 
     @precondition(_running)
-    @rule(payload=PAYLOADS)
+    @rule(payload=FAST_PAYLOADS)
     def call_media(self, payload: str) -> None:
         self.s.on_call_media(payload)
 
@@ -951,8 +973,6 @@ class SessionMachine(RuleBasedStateMachine):
             case "call_closed":
                 self.s.on_call_closed()
             case "upstream_failed":
-                # Carve-out for test_bug_upstream_failure_after_end_is_told_after_ended.
-                self.late_failure = fmsg.error("upstream_failed", detail) if self.s.ended else None
                 self.s.on_upstream_failed(detail)
             case "upstream_closed":
                 self.s.on_upstream_closed()
@@ -1025,15 +1045,14 @@ class SessionMachine(RuleBasedStateMachine):
                 assert ended == []
         else:
             assert ended == []
-        # ...and it is the last thing frontends hear. Carve-out for
-        # test_bug_model_event_that_ends_the_session_reaches_frontends_after_ended: the model
-        # event that ended the session may follow it.
+        # ...and it is the last thing frontends hear, even after the model event that ended it
+        # (see test_bug_model_event_that_ends_the_session_reaches_frontends_after_ended); a
+        # late failure tells them nothing more (test_bug_upstream_failure_after_end_is_told_after_ended).
         if ended:
             assert all(name != "frontend" for name, item in order[ended[0][0] + 1:])
         if self.prev_state >= State.ENDING and not self.joined_after_end:
             assert list(fx.frontend) == []
         self.joined_after_end = False
-        self.late_failure = None
 
         # Twilio only ever gets media, mark and clear, for this call's stream.
         for frame in fx.call:
@@ -1083,8 +1102,6 @@ def test_session_keeps_its_invariants_under_any_inputs() -> None:
 
 
 # -- regressions: bugs these properties found ------------------------------------------------------
-# Each is a strict xfail: once the bug is fixed it passes, fails as XPASS, and the xfail mark
-# and the carve-out named in its reason come off together.
 
 OTHER_START = twilio.Start(stream_sid="MZ00000000000000000000000000000002",
                            call_sid="CA00000000000000000000000000000002", account_sid=ACCOUNT)
@@ -1101,17 +1118,6 @@ def live_session(fids: tuple[int, ...] = (1,)) -> Session:
     return session
 
 
-MEDIA_DISAGREEMENTS = {
-    "top-level-array": '[{"event":"media","media":{"payload":"AAAA"}}]',
-    "nested-event": '{"x":{"event":"media"},"media":{"payload":"AAAA"}}',
-    "quoted-event-key": '{"\\"event":"media","media":{"payload":"AAAA"}}',
-    "quoted-payload-key": '{"event":"media","media":{"\\"payload":"AAAA","payload":"BBBB"}}',
-    "duplicate-event": '{"event":"media","media":{"payload":"AAAA"},"event":"stop"}',
-    "duplicate-media": '{"event":"media","media":{"payload":"AAAA"},"media":{"payload":"BBBB"}}',
-    "truncated": '{"event":"media","media":{"payload":"AAAA"}',
-    "trailing-junk": '{"event":"media","media":{"payload":"AAAA"}} x',
-    "raw-control-character": '{"event":"media","media":{"payload":"AA\nAA"}}',
-}
 
 
 @pytest.mark.parametrize("text", list(MEDIA_DISAGREEMENTS.values()), ids=list(MEDIA_DISAGREEMENTS))
@@ -1121,7 +1127,6 @@ def test_bug_media_payload_answers_for_frames_parse_message_reads_otherwise(text
     assert fast is None or twilio_parses_or_refuses(text) == twilio.Media(payload=fast)
 
 
-ODD_DIGITS = {"superscript-two": "²", "circled-one": "①", "4301-digits": "1" * 4301}
 
 
 @pytest.mark.parametrize("duration", list(ODD_DIGITS.values()), ids=list(ODD_DIGITS))
@@ -1205,10 +1210,38 @@ def test_bug_model_event_that_ends_the_session_reaches_frontends_after_ended(fin
     assert _is_ended_message(session.effects.frontend[-1][1])
 
 
-BAD_TOOLS = {"type": "session.update", "session": {"tools": [{"type": "function", "name": ["x"]}]}}
 
 
 def test_bug_frontend_tool_with_unhashable_name_crashes_the_session_update() -> None:
     """A frontend tool with a non-string name is refused before it reaches a session, naming the field."""
     with pytest.raises(MalformedMessage, match=r"session\.tools\[0\]\.name"):
         fmsg.parse_message(orjson.dumps(BAD_TOOLS).decode())
+
+
+TURN_DETECTIONS = {
+    "ga-list": {"audio": {"input": {"turn_detection": {"type": []}}}},
+    "ga-object": {"audio": {"input": {"turn_detection": {"type": {}}}}},
+    "beta-list": {"turn_detection": {"type": ["server_vad"]}},
+}
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="relay.messages.overrides looks the turn detection type up in a dict")
+@pytest.mark.parametrize("session", list(TURN_DETECTIONS.values()), ids=list(TURN_DETECTIONS))
+def test_bug_turn_detection_of_unhashable_type_crashes_the_parse(session: dict[str, Any]) -> None:
+    """A turn detection whose type is a list or an object is refused, naming the field."""
+    text = orjson.dumps({"type": "session.update", "session": session}).decode()
+    with pytest.raises(MalformedMessage, match=r"turn_detection\.type"):
+        fmsg.parse_message(text)
+
+
+CONTROL_ONLY = {"nul": "\x00", "many-nuls": "\x00" * 4000, "bell-and-space": "\x07 "}
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="relay.messages.jobconfig checks for blank before it replaces control characters")
+@pytest.mark.parametrize("language", list(CONTROL_ONLY.values()), ids=list(CONTROL_ONLY))
+def test_bug_a_short_field_of_control_characters_is_kept_as_empty(language: str) -> None:
+    """A short field that is only control characters and spaces is unset, as a blank one is."""
+    config = parse_job_config({"role": "Chef", "language": language})
+    assert config.language is None

@@ -1,0 +1,1 @@
+"""Tests of relay.wire: relay's frame reader, inbound budgets and the websockets internals it uses."""

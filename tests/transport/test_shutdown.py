@@ -14,8 +14,11 @@ from relay_sim.twilio_call import SimulatedCall
 
 from relay.messages.closecodes import CloseCode
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN, Relay
-from tests.test_scripts import start_relay
-from tests.timing import WAIT
+from tests.processes import start_relay
+from tests.timing import WAIT, t
+
+#: How long the drain may take (RELAY_DRAIN_S).
+DRAIN = t(5.0)
 
 
 async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: FakeTwilioApi,
@@ -25,7 +28,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
         RELAY_MODEL="openai", OPENAI_API_KEY=API_KEY, OPENAI_REALTIME_URL=model.url,
         TWILIO_ACCOUNT_SID=TWILIO_SID, TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         TWILIO_API_BASE_URL=twilio_api.base_url, HEYGEN_API_KEY=HEYGEN_KEY,
-        HEYGEN_API_BASE_URL=heygen_api.base_url, RELAY_DRAIN_S="5", RELAY_GREET_FIRST="0",
+        HEYGEN_API_BASE_URL=heygen_api.base_url, RELAY_DRAIN_S=str(DRAIN), RELAY_GREET_FIRST="0",
         RELAY_TWILIO_SIGNATURES="off",
     )
     url = f"ws://127.0.0.1:{port}"
@@ -57,7 +60,7 @@ async def test_sigterm_drains_live_sessions(model: RealtimeServer, twilio_api: F
             code, _ = await call.wait_closed()
             assert code == CloseCode.GOING_AWAY
         assert await asyncio.wait_for(proc.wait(), WAIT) == 0
-        assert loop.time() - started < 5
+        assert loop.time() - started < DRAIN
         for call in calls:
             assert twilio_api.hangups(call.call_sid) == 1
         assert heygen_api.stopped == ["d4c3b2a1-1234-4abc-8def-0123456789ab"]

@@ -24,7 +24,7 @@ from tests.conftest import RelayFactory
 from tests.timing import WAIT
 
 RECORDING: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "data" / "reference_demo_session.json").read_text(encoding="utf-8")
+    (Path(__file__).resolve().parents[1] / "data" / "reference_demo_session.json").read_text(encoding="utf-8")
 )
 
 #: GA server events that have no beta counterpart under the same name: a beta

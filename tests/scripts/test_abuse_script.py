@@ -1,6 +1,6 @@
 """scripts/abuse.py, the command line, against a real secured `python -m relay` process.
 
-The checks themselves run, one test each, in tests/test_abuse.py (the same functions); this
+The checks themselves run, one test each, in tests/security/test_abuse.py (the same functions); this
 proves the script runs them all, prints the summary table, and that the relay process logged
 no error, no traceback and no secret meanwhile.
 """
@@ -14,14 +14,12 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from relay_sim.abuse import CHECKS
 
+from tests.processes import ROOT
 from tests.timing import WAIT, t
-
-ROOT = Path(__file__).resolve().parent.parent
 
 AUTH_SECRET = "abuse-test-secret-" + "0123456789abcdef" * 2  # HS256 wants at least 32 bytes
 TWILIO_TOKEN = "twilio-abuse-token-0123456789"

@@ -14,7 +14,7 @@ from relay_sim.twilio_call import SimulatedCall
 
 from relay.security.auth import mint_token
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN
-from tests.test_scripts import start_relay, stop_relay
+from tests.processes import start_relay, stop_relay
 
 AUTH_SECRET = "debug-run-auth-secret-0123456789-abcdef"
 ADMIN = "debug-run-admin-token-0123456789"

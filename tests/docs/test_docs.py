@@ -37,7 +37,7 @@ from relay.transport import http as httpapi
 from tests.conftest import Relay
 from tests.recording import Recorder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PROTOCOL = ROOT / "docs" / "protocol.md"
 DEPLOY = ROOT / "docs" / "deploy.md"

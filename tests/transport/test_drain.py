@@ -27,7 +27,7 @@ from relay_sim.twilio_call import SimulatedCall
 from relay.logs import Ev
 from relay.messages.closecodes import CloseCode
 from tests.conftest import API_KEY, HEYGEN_KEY, TWILIO_SID, TWILIO_TOKEN
-from tests.test_scripts import ROOT
+from tests.processes import ROOT
 from tests.timing import WAIT, t
 
 DRAIN = t(3.0)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ADMIN = "admin-secret-0123"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 #: The page polls this often (seconds) in tests, so nothing waits on the 1 s default.
 POLL = "0.2"
 

@@ -13,7 +13,7 @@ from relay.config import Settings
 from relay.errors import SettingsError
 from relay.logs import Ev
 from relay.transport.server import RelayServer
-from tests.test_scripts import ROOT, stop_relay
+from tests.processes import ROOT, stop_relay
 from tests.timing import WAIT
 
 SECRET = "startup-test-secret-0123456789abcdef"

@@ -28,9 +28,9 @@ from relay_sim.load.runs import Variant
 from relay_sim.load.stats import LoadStats
 from relay_sim.load.verdict import judge
 
+from tests.processes import ROOT
 from tests.timing import WAIT
 
-ROOT = Path(__file__).resolve().parents[1]
 HAS_NODE = shutil.which("node") is not None and shutil.which("npm") is not None
 
 

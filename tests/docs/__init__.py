@@ -1,0 +1,1 @@
+"""Tests that the docs (README.md, docs/) stay true to the code."""

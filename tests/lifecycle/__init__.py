@@ -1,0 +1,1 @@
+"""Tests of relay.lifecycle: pairing, reaping, stopping, teardown and placing calls."""

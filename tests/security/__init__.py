@@ -1,0 +1,1 @@
+"""Tests of relay.security: admission, tokens, ownership, operator endpoints and abuse."""

@@ -1,0 +1,1 @@
+"""Tests of relay.transport: the server, its HTTP endpoints, start-up and shutdown."""

@@ -35,6 +35,7 @@ from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
 from relay.wire.compat import CLIENT, ClientConnection, Frame, Opcode, ServerConnection, State
 from relay.wire.frames import MaskKeys, text_frame
+from relay.wire.reader import ClientFrameReader
 
 TextSink = Callable[[str], None]
 BinarySink = Callable[[bytes], None]
@@ -281,5 +282,5 @@ class WireServerConnection(WireMixin, ServerConnection):
     """Server-side connection with relay's wire behaviour."""
 
 
-class WireClientConnection(WireMixin, ClientConnection):
-    """Client-side (upstream) connection with relay's wire behaviour."""
+class WireClientConnection(ClientFrameReader, WireMixin, ClientConnection):
+    """Client-side (upstream) connection with relay's wire behaviour and frame reader."""

@@ -914,17 +914,19 @@ class SessionMachine(RuleBasedStateMachine):
         self.s.on_upstream_text(orjson.dumps(event).decode())
 
     @precondition(_running)
-    @rule(item_id=ITEM_IDS, unpadded=st.booleans(),
+    @rule(item_id=ITEM_IDS, unpadded=st.booleans(), ga_shape=st.booleans(),
           audio=st.binary(max_size=16) | st.integers(16, 2400).map(lambda n: b"\xff" * n))
-    def audio_delta(self, item_id: str, audio: bytes, unpadded: bool) -> None:
+    def audio_delta(self, item_id: str, audio: bytes, unpadded: bool, ga_shape: bool) -> None:
         delta = base64.b64encode(audio).decode()
         if unpadded:
             delta = delta.rstrip("=")
         # Audio of an item a barge-in cut off never plays again.
         forwards = (self.s.call is not None and not self.s.ended
                     and not self.s.playback.was_truncated(item_id))
-        self.s.on_upstream_text(orjson.dumps({
-            "type": "response.output_audio.delta", "response_id": "resp_1", "item_id": item_id,
+        # The API's own shape (with event_id, in its order) takes the fast path; this one the parser.
+        head = {"type": "response.output_audio.delta"} | ({"event_id": "event_1"} if ga_shape else {})
+        self.s.on_upstream_text(orjson.dumps(head | {
+            "response_id": "resp_1", "item_id": item_id,
             "output_index": 0, "content_index": 0, "delta": delta,
         }).decode())
         media = [f for f in self.s.effects.call if orjson.loads(f).get("event") == "media"]

@@ -113,6 +113,8 @@ class Session:
         #: Model events dropped as malformed (only the first is logged).
         self.malformed_model_events = 0
         self.frontends: dict[int, FrontendInfo] = {}
+        #: How many of them asked for the model's audio (``?audio=1``).
+        self._audio_frontends = 0
         self.call: twilio.Start | None = None
         self.call_started_at: float | None = None
         self.config = Configuration(options.tools, options.phone)
@@ -234,6 +236,7 @@ class Session:
     def add_frontend(self, fid: int, info: FrontendInfo) -> None:
         """A frontend joined; it learns at once if the call is already here."""
         self.frontends[fid] = info
+        self._audio_frontends += info.wants_audio
         self.deadlines.grace_at = None
         if self.call is not None:
             self._to_frontends(
@@ -255,7 +258,11 @@ class Session:
     @hands_back
     def remove_frontend(self, fid: int) -> None:
         """A frontend's connection closed (without ``session.end``)."""
-        if self.frontends.pop(fid, None) is None or self.ended:
+        info = self.frontends.pop(fid, None)
+        if info is None:
+            return
+        self._audio_frontends -= info.wants_audio
+        if self.ended:
             return
         if self.frontends or self.call is not None:
             return
@@ -440,6 +447,13 @@ class Session:
         """One server event from the model, as JSON text."""
         if self.ended:
             return
+        audio = None if self._audio_frontends else rt.audio_delta(text)
+        if audio is not None:
+            # The event of every 20-odd milliseconds of the answer, read without
+            # parsing it (no frontend asked for it, none keeps it): straight to the call.
+            if not self.playback.was_truncated(audio[0]):
+                self._on_audio(*audio)
+            return
         try:
             event, typed = rt.parse_event(text)
         except MalformedMessage as exc:
@@ -462,11 +476,8 @@ class Session:
 
     def _on_model_event(self, event: rt.RealtimeEvent) -> None:
         match event:
-            case rt.AudioDelta(item_id, delta) if self.call is not None:
-                self.config.voice_locked = True
-                self.turns.had_audio = True
-                self.frames_out += 1
-                self._fx.call += self.playback.play(self.call.stream_sid, item_id, delta, self.clock())
+            case rt.AudioDelta(item_id, delta):
+                self._on_audio(item_id, delta)
             case rt.AudioDone(item_id) if self.call is not None:
                 self._fx.call += self.playback.finish(self.call.stream_sid, item_id)
             case rt.SpeechStarted():
@@ -489,10 +500,18 @@ class Session:
                 if code == "conversation_already_has_active_response":
                     self._fx.upstream += self.turns.on_refused()
                 self._on_refused_update(code, event_id, message, param)
-            case rt.AudioDelta() | rt.AudioDone() | rt.Other():
+            case rt.AudioDone() | rt.Other():
                 pass  # no call to play audio to; or nothing to do
             case _ as unreachable:
                 assert_never(unreachable)
+
+    def _on_audio(self, item_id: str, delta: str) -> None:
+        if self.call is None:
+            return  # no call to play it to
+        self.config.voice_locked = True
+        self.turns.had_audio = True
+        self.frames_out += 1
+        self._fx.call += self.playback.play(self.call.stream_sid, item_id, delta, self.clock())
 
     def _on_refused_update(self, code: str | None, event_id: str | None, message: str,
                            param: str | None) -> None:

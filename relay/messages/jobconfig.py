@@ -189,7 +189,8 @@ def parse_job_config(obj: object) -> JobConfig:
 
 
 def _blank(raw: object) -> bool:
-    return raw is None or (isinstance(raw, str) and not raw.strip())
+    # Control characters alone are blank too: a one-line field turns them into spaces.
+    return raw is None or (isinstance(raw, str) and not _CONTROL.sub("", raw).strip())
 
 
 class _WrongType(JobConfigError):

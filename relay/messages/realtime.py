@@ -13,6 +13,7 @@ end, so their GA shapes live in one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,31 @@ def parse_event(text: str) -> tuple[dict[str, Any], RealtimeEvent]:
     if not isinstance(kind, str) or not kind:
         raise MalformedMessage("model event has no string type")
     return event, classify(kind, event)
+
+
+# A chunk of the model's audio as the GA API writes it: compact JSON, its fields in
+# the documented order, IDs of plain characters and base64 audio, nothing to
+# unescape. https://platform.openai.com/docs/api-reference/realtime-server-events/response/output_audio/delta
+# Anything else (another order, spaces, escapes, other fields) takes the full
+# parser: this only has to be right when it answers.
+_ID = r'"[A-Za-z0-9_-]{1,128}"'
+_AUDIO_DELTA = re.compile(
+    r'\{"type":"response\.output_audio\.delta","event_id":' + _ID + r',"response_id":' + _ID
+    + r',"item_id":"([A-Za-z0-9_-]{1,128})","output_index":[0-9]{1,9},"content_index":[0-9]{1,9}'
+    r',"delta":"([A-Za-z0-9+/]*={0,2})"\}'
+)
+
+
+def audio_delta(text: str) -> tuple[str, str] | None:
+    """The item ID and base64 audio of a ``response.output_audio.delta``, without parsing it.
+
+    None means "not recognisably a plain audio delta": the caller then takes
+    :func:`parse_event`, which gives the same item ID and audio for every
+    event this answers for. The audio is base64, safe inside another JSON
+    string as is.
+    """
+    match = _AUDIO_DELTA.fullmatch(text)
+    return None if match is None else (match[1], match[2])
 
 
 def for_frontends(text: str, event: dict[str, Any], typed: RealtimeEvent,

@@ -191,14 +191,27 @@ def media_payload(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+#: What JSON must escape inside a string (RFC 8259 §7).
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 def media_message(stream_sid: str, payload: str) -> bytes:
-    """An outbound ``media`` message carrying base64 μ-law audio."""
-    return orjson.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}})
+    """An outbound ``media`` message carrying base64 μ-law audio.
+
+    Once per chunk of the model's audio: spliced, as orjson would write it,
+    when neither value holds anything JSON escapes (base64 and SIDs never do).
+    """
+    if _ESCAPED.search(payload) or _ESCAPED.search(stream_sid):
+        return orjson.dumps({"event": "media", "streamSid": stream_sid,
+                             "media": {"payload": payload}})
+    return f'{{"event":"media","streamSid":"{stream_sid}","media":{{"payload":"{payload}"}}}}'.encode()
 
 
 def mark_message(stream_sid: str, name: str) -> bytes:
     """An outbound ``mark``; Twilio echoes it once the audio before it played."""
-    return orjson.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+    if _ESCAPED.search(name) or _ESCAPED.search(stream_sid):
+        return orjson.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+    return f'{{"event":"mark","streamSid":"{stream_sid}","mark":{{"name":"{name}"}}}}'.encode()
 
 
 def clear_message(stream_sid: str) -> bytes:

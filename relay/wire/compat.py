@@ -2,7 +2,8 @@
 
 relay stays on the public ``websockets`` asyncio API except for what the
 library does not offer: delivering messages straight from the data callback
-(:mod:`relay.wire.connection`), reading every frame itself to charge an inbound
+(:mod:`relay.wire.connection`), writing its text frames itself (the protocol's
+state tells when it may), reading every frame itself to charge an inbound
 budget and yield to the loop (:mod:`relay.wire.reader`), aborting a peer whose
 ping timed out at once, and reading HTTP request bodies
 (:mod:`relay.wire.httpbody`). These lean on internals websockets does not
@@ -53,7 +54,7 @@ from websockets.exceptions import (  # noqa: E402
 )
 from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.http11 import Request, Response, d, parse_headers, parse_line  # noqa: E402
-from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol, State  # noqa: E402
+from websockets.protocol import CLIENT, CLOSED, CONNECTING, OPEN, Protocol, State  # noqa: E402
 from websockets.server import ServerProtocol  # noqa: E402
 
 try:  # websockets' C helper; its pure-Python twin where the extension was not built.
@@ -73,6 +74,8 @@ INSTANCE_ATTRIBUTES: tuple[tuple[type, str], ...] = (
     (Protocol, "close_rcvd"),
     (Protocol, "max_message_size"),
     (Protocol, "max_fragment_size"),
+    (Protocol, "side"),
+    (Protocol, "extensions"),
     (Assembler, "pause"),
     (Assembler, "resume"),
     (Assembler, "paused"),
@@ -141,6 +144,7 @@ if _missing:
     )
 
 __all__ = [
+    "CLIENT",
     "CLOSED",
     "CONNECTING",
     "OPEN",

@@ -33,7 +33,9 @@ from websockets.exceptions import ConnectionClosed
 
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
-from relay.wire.compat import ClientConnection, Frame, Opcode, ServerConnection, State
+from relay.wire.compat import CLIENT, ClientConnection, Frame, Opcode, ServerConnection, State
+from relay.wire.frames import MaskKeys, text_frame
+from relay.wire.reader import ClientFrameReader
 
 TextSink = Callable[[str], None]
 BinarySink = Callable[[bytes], None]
@@ -62,6 +64,13 @@ class WireMixin:
     closing: bool = False
     #: The closing handshake relay started; the connection's handler awaits it.
     close_task: asyncio.Task[None] | None = None
+    #: Keys for the frames a client connection masks (None on a server's).
+    _masks: MaskKeys | None = None
+
+    def connection_made(self, transport: Any) -> None:  # extends websockets
+        super().connection_made(transport)  # type: ignore[misc]
+        if self.protocol.side is CLIENT:
+            self._masks = MaskKeys()
 
     def set_sinks(self, on_text: TextSink, on_binary: BinarySink | None = None) -> None:
         """Deliver every later data message to ``on_text`` / ``on_binary``.
@@ -200,14 +209,27 @@ class WireMixin:
         Never raises. Returns False when the connection is closing or closed.
         When the peer's unsent data exceeds ``max_send_buffer`` the connection
         is closed with 1013 (the peer is not reading) and False is returned.
+
+        The frame is written here, not through the protocol's ``send_text``:
+        with no extension negotiated (relay never negotiates one) a data frame
+        changes nothing in the protocol's state, and the library's framing,
+        its write queue and a ``getrandom`` call per client frame for the mask
+        key are a large share of a frame's cost. websockets flushes its own
+        frames (pings, pongs, close) as soon as it makes them, so the two
+        never interleave out of order.
         """
-        if self.closing or self.protocol.state is not State.OPEN:
+        protocol = self.protocol
+        if self.closing or protocol.state is not State.OPEN:
             return False
         if type(data) is str:
             data = data.encode()
         try:
-            self.protocol.send_text(data)
-            self.send_data()  # type: ignore[attr-defined]
+            if protocol.extensions:  # pragma: no cover - relay negotiates none
+                protocol.send_text(data)
+                self.send_data()  # type: ignore[attr-defined]
+            else:
+                masks = self._masks
+                self.transport.write(text_frame(data, None if masks is None else masks.next()))
         except Exception:
             # The transport failed; websockets will notice and close.
             return False
@@ -260,5 +282,5 @@ class WireServerConnection(WireMixin, ServerConnection):
     """Server-side connection with relay's wire behaviour."""
 
 
-class WireClientConnection(WireMixin, ClientConnection):
-    """Client-side (upstream) connection with relay's wire behaviour."""
+class WireClientConnection(ClientFrameReader, WireMixin, ClientConnection):
+    """Client-side (upstream) connection with relay's wire behaviour and frame reader."""

@@ -1,10 +1,15 @@
-"""WebSocket frame headers, parsed from bytes without I/O (RFC 6455 §5.2).
+"""WebSocket frame headers, parsed from bytes and written, without I/O (RFC 6455 §5.2).
 
 relay's reader (:mod:`relay.wire.reader`) looks at every frame a peer sends
 before anything else happens to it: to charge the connection's inbound budget,
 and to take the common frame (one unfragmented text frame) past websockets'
 generator-based parser. This module only says where a frame starts and ends
 and what its header announces; it never decides what the frame means.
+
+The other way, :func:`text_frame` writes the one frame relay sends all the
+time, an unfragmented text frame, in one concatenation: masked with a key
+from :class:`MaskKeys` on a client connection (the model leg), unmasked on a
+server's. Control frames and closing stay websockets' own.
 
 ```
   0               1               2               3
@@ -15,12 +20,14 @@ and what its header announces; it never decides what the frame means.
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import NamedTuple
 
 from relay.wire.compat import apply_mask
 
-__all__ = ["CLOSE", "CONT", "PING", "PONG", "TEXT", "BINARY", "Header", "apply_mask",
-           "parse_header"]
+__all__ = ["CLOSE", "CONT", "PING", "PONG", "TEXT", "BINARY", "Header", "MaskKeys",
+           "apply_mask", "parse_header", "text_frame"]
 
 CONT, TEXT, BINARY = 0x0, 0x1, 0x2
 CLOSE, PING, PONG = 0x8, 0x9, 0xA
@@ -93,3 +100,56 @@ def payload(buf: bytes | bytearray, start: int, header: Header) -> bytes:
     if header.masked:
         return apply_mask(data, bytes(buf[begin - 4:begin]))
     return data
+
+
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+
+
+def text_frame(data: bytes, mask: bytes | None = None) -> bytes:
+    """One final text frame carrying ``data``; masked with ``mask`` (4 bytes) when given.
+
+    Byte for byte what websockets' ``Frame.serialize`` writes for the same
+    frame with no extensions.
+    """
+    n = len(data)
+    if mask is None:
+        if n < 126:
+            return bytes((0x81, n)) + data
+        if n < 65536:
+            return _LEN16(0x81, 126, n) + data
+        return _LEN64(0x81, 127, n) + data
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = _LEN16(0x81, 0xFE, n)
+    else:
+        head = _LEN64(0x81, 0xFF, n)
+    return head + mask + apply_mask(data, mask)
+
+
+class MaskKeys:
+    """Masking keys for a client's frames, drawn from the OS's CSPRNG a batch at a time.
+
+    RFC 6455 §5.3 wants every key unpredictable, from a strong source of
+    entropy; websockets draws each with ``secrets.token_bytes(4)``, one
+    ``getrandom`` system call per frame. These are the same bytes,
+    ``os.urandom``, fetched ``batch`` keys at a time (as Node's ``ws`` pools
+    them); each key is used once.
+    """
+
+    __slots__ = ("_at", "_batch", "_pool")
+
+    def __init__(self, batch: int = 64) -> None:
+        self._batch = batch * 4
+        self._pool = b""
+        self._at = 0
+
+    def next(self) -> bytes:
+        """A fresh 4-byte key."""
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = os.urandom(self._batch)
+            at = 0
+        self._at = at + 4
+        return self._pool[at:at + 4]

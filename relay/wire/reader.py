@@ -27,6 +27,11 @@ frames, so the library is always at a boundary when the next frame comes.
 Reading is paused for several reasons at once (relay pairing a call, the
 message queue before sinks are set, a yield, a handshake not answered yet); the
 transport resumes only when none is left.
+
+The model leg reads the same way (:class:`ClientFrameReader`): there the common
+frame is an *unmasked* text frame (RFC 6455 §5.1: a server never masks), the
+handover happens at the end of the server's handshake response, and no budget
+is set (the model is not a peer relay defends itself against).
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ from typing import Any, ClassVar
 from relay.logs import Ev, get_logger
 from relay.messages.closecodes import CloseCode
 from relay.wire.budget import BudgetLimits, InboundBudget, Overrun
-from relay.wire.compat import CLOSED, CONNECTING, OPEN, Frame, Opcode, Protocol
-from relay.wire.frames import TEXT, parse_header, payload
+from relay.wire.compat import CLOSED, CONNECTING, OPEN, Frame, Opcode, Protocol, apply_mask
+from relay.wire.frames import parse_header
 
-__all__ = ["FrameReader"]
+__all__ = ["ClientFrameReader", "FrameReader"]
 
 _log = get_logger(component="wire")
 
@@ -51,6 +56,10 @@ _HANDSHAKE_HOLD = 64 * 1024
 _MAX_FRAME = 1 << 24
 #: Pauses that stop frames from being handled; "yield" only throttles the socket.
 _BLOCKING = frozenset({"relay", "queue"})
+#: The first byte of the common frame: FIN, no RSV bits, opcode text.
+_FINAL_TEXT = 0x81
+#: The end of an HTTP response head (RFC 9112 §2.1).
+_END_OF_HEAD = b"\r\n\r\n"
 
 
 class _Status(Enum):
@@ -79,6 +88,8 @@ class FrameReader:
     hands_frames_over: ClassVar[bool] = True
     #: Frames handled per callback before yielding to the loop.
     frames_per_turn: ClassVar[int] = 64
+    #: Whether the peer masks its frames: a client does, a server never (RFC 6455 §5.1).
+    peer_masks: ClassVar[bool] = True
 
     _budget: InboundBudget | None = None
     _budget_context: dict[str, Any]
@@ -86,6 +97,8 @@ class FrameReader:
     #: The protocol failed or received a close frame: it discards, bytes go straight to it.
     _passthrough: bool = False
     _pauses: set[str]
+    #: A blocking pause is among them (kept in step with _pauses: read per frame).
+    _blocked: bool = False
     _inbuf: bytearray
     _pump: asyncio.Handle | None = None
     #: Whether a fragmented message is being received, and its payload so far.
@@ -145,12 +158,14 @@ class FrameReader:
         if not self._pauses:
             self.transport.pause_reading()
         self._pauses.add(reason)
+        self._blocked = not self._pauses.isdisjoint(_BLOCKING)
 
     def _release(self, reason: str) -> None:
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
-        if reason in _BLOCKING and self._inbuf and not self._pauses & _BLOCKING:
+        self._blocked = not self._pauses.isdisjoint(_BLOCKING)
+        if reason in _BLOCKING and self._inbuf and not self._blocked:
             self._schedule()
         if not self._pauses and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -169,6 +184,7 @@ class FrameReader:
             # closes, so its kernel never resets the connection on our close frame.
             if self._pauses:
                 self._pauses.clear()
+                self._blocked = False
                 if not self.transport.is_closing():
                     self.transport.resume_reading()
             return
@@ -192,7 +208,7 @@ class FrameReader:
         if self._passthrough:
             super().data_received(data)  # type: ignore[misc]
             return
-        if self._pump is not None or self._pauses & _BLOCKING:
+        if self._pump is not None or self._blocked:
             self._inbuf += data  # a turn is due, or handling is blocked: keep the order
             return
         self._settle(self._run(data, self.frames_per_turn))
@@ -231,41 +247,58 @@ class FrameReader:
         protocol = self.protocol
         budget = self._budget
         now = self.loop.time()
+        mask_bit = 0x80 if self.peer_masks else 0x00
+        max_frame = self._frame_limit()
         pos = handled = 0
         end = len(buf)
         while True:
-            if self._pauses & _BLOCKING or self._passthrough or protocol.state is CLOSED:
+            if self._blocked or self._passthrough or protocol.state is CLOSED:
                 return pos, _Status.BLOCKED
             if handled >= limit:
                 return pos, _Status.MORE
-            header = parse_header(buf, pos)
-            if header is None:
+            if end - pos < 2:
                 return pos, _Status.IDLE
-            if header.length > self._frame_limit():
+            # The header read inline for the usual short frame; parse_header for the rest.
+            first = buf[pos]
+            second = buf[pos + 1]
+            length = second & 0x7F
+            if length < 126:
+                size = 6 if second & 0x80 else 2
+            else:
+                header = parse_header(buf, pos)
+                if header is None:
+                    return pos, _Status.IDLE
+                length, size = header.length, header.size
+            if length > max_frame:
                 # Too big to wait for: the protocol refuses it from its header
                 # (1009, or a protocol error for a control frame).
                 self._feed(bytes(buf[pos:]))
                 return end, _Status.BLOCKED
-            total = header.total
+            total = size + length
             if end - pos < total:
                 return pos, _Status.IDLE
             handled += 1
             if budget is not None:
-                overrun = budget.charge(header.opcode, header.fin, total, now)
+                overrun = budget.charge(first & 0x0F, first & 0x80 != 0, total, now)
                 if overrun is not None:
                     self._refuse(overrun)
                     return end, _Status.BLOCKED
-            if (header.rsv_opcode == TEXT and header.fin and header.masked
-                    and not self._in_message and protocol.state is OPEN):
-                text = payload(buf, pos, header)
+            if (first == _FINAL_TEXT and second & 0x80 == mask_bit and not self._in_message
+                    and protocol.state is OPEN):
+                begin = pos + size
                 pos += total
+                data = buf[begin:pos]
+                if mask_bit:
+                    data = apply_mask(data, buf[begin - 4:begin])
                 if self._text_sink is not None:
-                    self._deliver_text(text)  # type: ignore[attr-defined]
+                    self._deliver_text(data)  # type: ignore[attr-defined]
                 else:
-                    self.process_event(Frame(Opcode.TEXT, text, True))  # type: ignore[attr-defined]
+                    self.process_event(Frame(Opcode.TEXT, bytes(data), True))  # type: ignore[attr-defined]
                 continue
-            if header.is_data:
-                self._track_message(header.opcode, header.fin, header.length)
+            opcode = first & 0x0F
+            if opcode < 0x8:
+                self._track_message(opcode, first & 0x80 != 0, length)
+                max_frame = self._frame_limit()
             self._feed(bytes(buf[pos:pos + total]))
             pos += total
             if self._passthrough:
@@ -320,3 +353,46 @@ class FrameReader:
             # The transport already failed; it is aborted below either way.
             self.transport.abort()
         self.loop.call_later(self.close_timeout or 10.0, self.transport.abort)
+
+
+class ClientFrameReader(FrameReader):
+    """The same reader for a websockets client connection: the model leg.
+
+    websockets reads the server's handshake response; it is fed the bytes up
+    to the end of the response head and no further, so once the handshake has
+    succeeded its frame parser waits at a frame boundary with nothing
+    buffered, and this reader takes every byte after it. A refused handshake
+    leaves everything to websockets.
+    """
+
+    peer_masks: ClassVar[bool] = False
+    hands_frames_over: ClassVar[bool] = False
+    #: The last bytes fed before the end of the response head was found.
+    _head_tail: bytes = b""
+
+    def start_keepalive(self) -> None:  # the handover happened in data_received
+        super(FrameReader, self).start_keepalive()  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:  # overrides websockets
+        if self._taken_over or self._passthrough:
+            super().data_received(data)
+            return
+        probe = self._head_tail + data
+        found = probe.find(_END_OF_HEAD)
+        if found < 0:
+            self._head_tail = probe[-3:]
+            self._feed_protocol(data)
+            return
+        cut = found + len(_END_OF_HEAD) - len(self._head_tail)
+        self._feed_protocol(data[:cut])
+        rest = data[cut:]
+        if self.protocol.state is OPEN:
+            self._taken_over = True
+        else:
+            self._passthrough = True  # refused: websockets discards what follows
+        if rest:
+            super().data_received(rest)
+
+    def _feed_protocol(self, data: bytes) -> None:
+        # websockets' own data_received, FrameReader's bypassed.
+        super(FrameReader, self).data_received(data)  # type: ignore[misc]

@@ -93,6 +93,13 @@ def test_strings_are_stripped_and_blank_means_unset() -> None:
     assert cfg == JobConfig(role="Designer")
 
 
+def test_control_characters_alone_are_blank() -> None:
+    """A field of nothing but control characters is not given, never an empty value."""
+    reading = read_job_config({"role": "Chef", "language": "\x00" * 40, "company": "\x07\n"})
+    assert reading.config == JobConfig(role="Chef")
+    assert reading.ignored == ("language", "company")
+
+
 def test_rejects_non_object() -> None:
     """A config that is not a JSON object is refused."""
     for value in (None, [], "role", 3):

@@ -1,15 +1,17 @@
-"""relay.wire.frames: frame headers found in bytes exactly where websockets writes them."""
+"""relay.wire.frames: frame headers found, and text frames written, exactly as websockets does."""
 
 from __future__ import annotations
 
 import os
+
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.utils import apply_mask as python_apply_mask
 
-from relay.wire.frames import apply_mask, parse_header, payload
+from relay.wire.frames import MaskKeys, apply_mask, parse_header, payload, text_frame
 
 OPCODES = [Opcode.CONT, Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG]
 #: Around the 7-bit, 16-bit and 64-bit length encodings.
@@ -60,3 +62,26 @@ def test_apply_mask_agrees_with_the_pure_python_one(data: bytes, key: bytes) -> 
     """The C helper relay uses and websockets' pure-Python fallback unmask alike."""
     assert apply_mask(data, key) == python_apply_mask(data, key)
     assert apply_mask(apply_mask(data, key), key) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=LENGTHS, mask=st.booleans(), key=st.binary(min_size=4, max_size=4))
+def test_text_frames_are_written_byte_for_byte_as_websockets_writes_them(
+        length: int, mask: bool, key: bytes) -> None:
+    """A text frame, masked or not, in each length encoding, is websockets' own frame."""
+    data = os.urandom(length)
+    with mock.patch("secrets.token_bytes", return_value=key):
+        expected = serialize(Opcode.TEXT, data, fin=True, mask=mask)
+    assert text_frame(data, key if mask else None) == expected
+
+
+def test_mask_keys_are_fresh_four_bytes_from_the_os() -> None:
+    """Keys come from os.urandom a batch at a time; each is four bytes and used once."""
+    with mock.patch("os.urandom", side_effect=lambda n: bytes(range(n))) as urandom:
+        keys = MaskKeys(batch=3)
+        drawn = [keys.next() for _ in range(7)]
+    assert urandom.call_count == 3  # 3 + 3 + 1 keys
+    assert drawn[:3] == [bytes(range(0, 4)), bytes(range(4, 8)), bytes(range(8, 12))]
+    assert drawn[3] == drawn[0] and all(len(key) == 4 for key in drawn)
+    real = MaskKeys()
+    assert len({real.next() for _ in range(200)}) > 190  # not a counter, not constant

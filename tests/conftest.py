@@ -8,6 +8,7 @@ sent the fake model is a GA client event by the ``openai`` package's types.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,17 @@ class Relay:
 
     async def call(self, path: str = "/call", **kwargs: Any) -> SimulatedCall:
         return await SimulatedCall.connect(self.url, path, **kwargs)
+
+    async def live_session(self) -> tuple[str, SimulatedFrontend, SimulatedCall, Any]:
+        """A session with a frontend, a started call and a configured model connection."""
+        sid = str(uuid.uuid4())
+        fe = await self.frontend(f"/logs/{sid}")
+        call = await self.call(f"/call/{sid}")
+        await call.start()
+        upstream = await self.model.next_connection()
+        await upstream.wait_for("session.update")
+        await fe.wait_for("session.associated")
+        return sid, fe, call, upstream
 
     async def get_json(self, path: str) -> Any:
         async with aiohttp.ClientSession() as http, http.get(self.http + path) as resp:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import uuid
 
 from relay.messages.closecodes import CloseCode
-from tests.conftest import Relay, RelayFactory
+from tests.conftest import RelayFactory
 from tests.timing import WAIT, t
-
-
-async def live(relay: Relay):  # type: ignore[no-untyped-def]
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    return sid, fe, call, upstream
 
 
 async def test_inactivity_warning_then_timeout(make_relay: RelayFactory) -> None:
     """No activity: every frontend is warned with the time left, then the session ends (inactivity)."""
     relay = await make_relay(inactivity_warning_s=t(0.2), inactivity_timeout_s=t(0.5))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     other = await relay.frontend(f"/logs/{sid}")
     warning = await fe.wait_for("session.inactivity_warning")
     assert warning["sessionId"] == sid and 0 < warning["disconnectInMs"] <= t(0.3 + 0.05) * 1000
@@ -40,7 +29,7 @@ async def test_inactivity_warning_then_timeout(make_relay: RelayFactory) -> None
 async def test_activity_cancels_the_countdown(make_relay: RelayFactory) -> None:
     """Activity after a warning clears it and restarts the clock; caller speech counts too."""
     relay = await make_relay(inactivity_warning_s=t(0.3), inactivity_timeout_s=t(0.6))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     loop = asyncio.get_running_loop()
     await fe.wait_for("session.inactivity_warning")
     await fe.send_json({"type": "activity"})
@@ -60,7 +49,7 @@ async def test_activity_cancels_the_countdown(make_relay: RelayFactory) -> None:
 async def test_hard_cap_with_warning(make_relay: RelayFactory) -> None:
     """A session is warned before the hard cap and ends at it (max_duration), activity or not."""
     relay = await make_relay(max_session_s=t(0.6), duration_warning_s=t(0.3))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     warning = await fe.wait_for("session.duration_warning")
     assert 0 < warning["endsInMs"] <= t(0.3 + 0.05) * 1000
     await fe.send_json({"type": "activity"})
@@ -85,7 +74,7 @@ async def test_sweep_finds_what_timers_missed(make_relay: RelayFactory) -> None:
     """The periodic sweep ends a session whose deadline passed even if its timer never fired."""
     relay = await make_relay(inactivity_timeout_s=t(0.2), inactivity_warning_s=0,
                              sweep_interval_s=t(0.05))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     runner = relay.server.registry.sessions[sid]
     runner._rearm_timer = lambda: None  # type: ignore[method-assign]  # a timer that never fires
     if runner._timer is not None:
@@ -113,7 +102,7 @@ async def raw_frontend(port: int, path: str) -> tuple[asyncio.StreamReader, asyn
 async def test_frontend_that_stops_answering_pings_is_dropped(make_relay: RelayFactory) -> None:
     """A frontend that never answers pings is treated as gone within interval + timeout."""
     relay = await make_relay(ping_interval_s=t(0.1), ping_timeout_s=t(0.2))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.close()  # leave only the silent frontend
     loop = asyncio.get_running_loop()
     reader, writer = await raw_frontend(relay.server.port, f"/logs/{sid}")
@@ -130,7 +119,7 @@ async def test_frontend_that_stops_answering_pings_is_dropped(make_relay: RelayF
 async def test_model_that_stops_answering_pings_ends_the_session(make_relay: RelayFactory) -> None:
     """A model connection that stops answering pings is treated as gone: upstream_closed."""
     relay = await make_relay(ping_interval_s=t(0.1), ping_timeout_s=t(0.2))
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     upstream._ws.transport.pause_reading()  # type: ignore[attr-defined]  # the model hangs
     ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     assert ended["reason"] == "upstream_closed"

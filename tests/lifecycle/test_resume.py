@@ -7,20 +7,9 @@ import uuid
 from tests.conftest import Relay, RelayFactory, wait_until
 
 
-async def live(relay: Relay):  # type: ignore[no-untyped-def]
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    await fe.wait_for("session.associated")
-    return sid, fe, call, upstream
-
-
 async def test_refresh_and_resume_replays_missed_events(relay: Relay) -> None:
     """A frontend that drops mid-call and reconnects gets the events it missed, in order."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.close()  # the tab refreshes: no session.end
     await upstream.respond_with_audio(b"\xff" * 800, "What brings you here?")
     await call.wait_for("media")  # the call carried on meanwhile
@@ -47,7 +36,7 @@ async def test_refresh_and_resume_replays_missed_events(relay: Relay) -> None:
 async def test_resume_buffer_is_bounded(make_relay: RelayFactory) -> None:
     """Past RELAY_RESUME_BUFFER_EVENTS the oldest missed events are dropped and counted."""
     relay = await make_relay(resume_buffer_events=5)
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.close()
     for i in range(12):
         await upstream.transcript_done(f"item_{i}", f"line {i}")
@@ -86,7 +75,7 @@ async def test_no_resume_after_the_grace_window(relay: Relay) -> None:
 
 async def test_returning_to_a_finished_interview_is_told_it_ended(relay: Relay) -> None:
     """A frontend reconnecting after its interview ended hears how it ended, then a close."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.close()  # the browser is away...
     await call.hang_up()  # ...when the caller hangs up
     await relay.wait_idle()

@@ -12,18 +12,6 @@ from tests.conftest import API_KEY, Relay, RelayFactory
 from tests.timing import WAIT
 
 
-async def live_session(relay: Relay) -> tuple[str, object, object, object]:
-    """A session with a frontend, a started call and an open model connection."""
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    await fe.wait_for("session.associated")
-    return sid, fe, call, upstream
-
-
 async def assert_ended(fe, reason: str) -> None:  # type: ignore[no-untyped-def]
     ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     assert ended["reason"] == reason
@@ -33,7 +21,7 @@ async def assert_ended(fe, reason: str) -> None:  # type: ignore[no-untyped-def]
 
 async def test_caller_hangs_up(relay: Relay) -> None:
     """Twilio's stop ends the session (caller_hung_up): frontend told, then everything closed."""
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await call.send_stop()
     await assert_ended(fe, "caller_hung_up")
     await asyncio.wait_for(upstream.closed.wait(), WAIT)
@@ -45,7 +33,7 @@ async def test_caller_hangs_up(relay: Relay) -> None:
 
 async def test_call_socket_drops(relay: Relay) -> None:
     """The stream socket closing without stop ends the session (call_dropped)."""
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await call.close()
     await assert_ended(fe, "call_dropped")
     await asyncio.wait_for(upstream.closed.wait(), WAIT)
@@ -54,7 +42,7 @@ async def test_call_socket_drops(relay: Relay) -> None:
 
 async def test_frontend_ends_session(relay: Relay) -> None:
     """session.end from the frontend ends it (frontend_ended) and closes the call and model."""
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.send_json({"type": "session.end"})
     await assert_ended(fe, "frontend_ended")
     code, _ = await call.wait_closed()
@@ -65,7 +53,7 @@ async def test_frontend_ends_session(relay: Relay) -> None:
 
 async def test_upstream_closes(relay: Relay) -> None:
     """The model closing its connection ends the session (upstream_closed)."""
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await upstream.close(1011, "server error")
     await assert_ended(fe, "upstream_closed")
     await call.wait_closed()
@@ -107,7 +95,7 @@ async def test_upstream_retries_then_opens(make_relay: RelayFactory, model: Real
     """Two refused attempts, then the model opens and the session goes live."""
     model.refuse_first = 2
     relay = await make_relay()
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     assert model.attempts == 3
     assert upstream.request_headers["Authorization"] == f"Bearer {API_KEY}"
     await call.hang_up()
@@ -148,8 +136,8 @@ async def test_caller_hangs_up_while_model_connects(make_relay: RelayFactory) ->
 
 async def test_reset_all_sessions(relay: Relay) -> None:
     """reset_all_sessions() ends every session (reason reset) and clears waiting frontends."""
-    _, fe1, _, _ = await live_session(relay)
-    _, fe2, _, _ = await live_session(relay)
+    _, fe1, _, _ = await relay.live_session()
+    _, fe2, _, _ = await relay.live_session()
     waiting = await relay.frontend("/logs")
     await relay.wait_until_waiting(1)
     ended = await relay.server.registry.reset_all_sessions()
@@ -165,7 +153,7 @@ async def test_reset_endpoint_requires_admin_token(make_relay: RelayFactory) -> 
     import aiohttp
 
     relay = await make_relay(admin_token="admin-secret")
-    _, fe, _, _ = await live_session(relay)
+    _, fe, _, _ = await relay.live_session()
     async with aiohttp.ClientSession() as http:
         async with http.post(relay.http + "/api/sessions/reset",
                              headers={"X-Relay-Request": "1"}) as resp:
@@ -179,7 +167,7 @@ async def test_reset_endpoint_requires_admin_token(make_relay: RelayFactory) -> 
 
 async def test_shutdown_ends_sessions_with_1001(relay: Relay) -> None:
     """Closing the server ends sessions (reason shutdown) and closes sockets with 1001."""
-    _, fe, call, upstream = await live_session(relay)
+    _, fe, call, upstream = await relay.live_session()
     await relay.server.close()
     ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     assert ended["reason"] == "shutdown"
@@ -192,12 +180,12 @@ async def test_shutdown_ends_sessions_with_1001(relay: Relay) -> None:
 
 async def test_practice_again_starts_clean(relay: Relay) -> None:
     """After a session ends, a new one starts with no configuration from the old one."""
-    sid, fe, call, upstream = await live_session(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.send_json({"type": "job_config", "config": {"role": "Chef", "company": "Bistro"}})
     await fe.wait_for("job_config.ack", lambda m: m["status"] == "applied")
     await fe.send_json({"type": "session.end"})
     await assert_ended(fe, "frontend_ended")
-    sid2, fe2, call2, upstream2 = await live_session(relay)
+    sid2, fe2, call2, upstream2 = await relay.live_session()
     update = next(m for m in upstream2.received if m["type"] == "session.update")
     assert "Chef" not in update["session"]["instructions"]
     assert "job_config.ack" not in fe2.types()

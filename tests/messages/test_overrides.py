@@ -6,7 +6,6 @@ same refusals over real sockets: nothing refused ever reaches the model.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
@@ -196,19 +195,9 @@ def test_a_twilio_message_nested_too_deeply_is_refused() -> None:
 # -- over real sockets --------------------------------------------------------------------------
 
 
-async def live(relay: Relay):  # type: ignore[no-untyped-def]
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    return fe, call, upstream
-
-
 async def test_forbidden_fields_never_reach_the_model(relay: Relay) -> None:
     """prompt, tracing and an MCP tool get an error naming the field; the model sees none of them."""
-    fe, call, upstream = await live(relay)
+    _, fe, call, upstream = await relay.live_session()
     for session, field in (({"prompt": {"id": "pmpt_1"}}, "session.prompt"),
                            ({"tracing": "auto"}, "session.tracing"),
                            ({"tools": [{"type": "mcp", "server_label": "x",
@@ -228,7 +217,7 @@ async def test_forbidden_fields_never_reach_the_model(relay: Relay) -> None:
 
 async def test_a_deeply_nested_tool_schema_is_refused_and_the_call_lives(relay: Relay) -> None:
     """A session.update nested past the limit is refused with an error; the session goes on."""
-    fe, call, upstream = await live(relay)
+    _, fe, call, upstream = await relay.live_session()
     await fe.send_raw('{"type": "session.update", "session": {"tools": [{"type": "function", '
                       '"name": "deep", "parameters": {"type": "object", "x": ' + deep_text(300) + "}}]}}")
     error = await fe.wait_for("error")
@@ -242,7 +231,7 @@ async def test_a_deeply_nested_tool_schema_is_refused_and_the_call_lives(relay: 
 
 async def test_overrides_past_the_cap_are_refused(relay: Relay) -> None:
     """Updates that would grow the merged configuration past its cap get config_too_large."""
-    fe, call, upstream = await live(relay)
+    _, fe, call, upstream = await relay.live_session()
     # Each message fits the 64 KiB message limit; together they do not fit the cap.
     await fe.send_json({"type": "session.update", "session": {"instructions": "é" * 16_000}})
     await upstream.wait_for("session.update")

@@ -9,20 +9,9 @@ import aiohttp
 from tests.conftest import HEYGEN_KEY, Relay, RelayFactory
 
 
-async def live(relay: Relay):  # type: ignore[no-untyped-def]
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    await fe.wait_for("session.associated")
-    return sid, fe, call, upstream
-
-
 async def test_frontend_end_hangs_up_the_call_once(relay: Relay) -> None:
     """Ending the session hangs the live call up through Twilio's REST API, exactly once."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.send_json({"type": "session.end"})
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     await relay.wait_idle()
@@ -37,7 +26,7 @@ async def test_frontend_end_hangs_up_the_call_once(relay: Relay) -> None:
 
 async def test_caller_hang_up_needs_no_rest_call(relay: Relay) -> None:
     """When Twilio says the caller hung up (stop), relay does not call its API."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await call.hang_up()
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     await relay.wait_idle()
@@ -46,7 +35,7 @@ async def test_caller_hang_up_needs_no_rest_call(relay: Relay) -> None:
 
 async def test_dropped_stream_still_hangs_up(relay: Relay) -> None:
     """A stream socket that drops without stop may leave the call up: relay hangs it up."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await call.close()
     await relay.wait_idle()
     assert relay.twilio.hangups(call.call_sid) == 1
@@ -54,7 +43,7 @@ async def test_dropped_stream_still_hangs_up(relay: Relay) -> None:
 
 async def test_hang_up_is_retried_on_503(relay: Relay) -> None:
     """A 503 from Twilio is retried; the call is ended once."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     relay.twilio.fail_next(call.call_sid, 503, times=2)
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
@@ -65,7 +54,7 @@ async def test_hang_up_is_retried_on_503(relay: Relay) -> None:
 
 async def test_already_ended_call_counts_as_success(relay: Relay) -> None:
     """A call Twilio already ended (404/20404) is not retried."""
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     relay.twilio.mark_ended(call.call_sid)
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
@@ -101,7 +90,7 @@ async def test_without_credentials_the_risk_is_logged(make_relay: RelayFactory) 
     from structlog.testing import capture_logs
 
     relay = await make_relay(twilio_account_sid="", twilio_auth_token="")
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     with capture_logs() as logs:
         await fe.send_json({"type": "session.end"})
         await relay.wait_idle()
@@ -113,7 +102,7 @@ async def test_avatar_is_stopped_at_teardown(relay: Relay) -> None:
     """An attached HeyGen avatar session is stopped when the interview ends."""
     relay.heygen.add_session("5a0f4c3e-9d2b-4e61-8f7a-1c2d3e4f5a60")
     relay.heygen.add_session("someone-elses")
-    sid, fe, call, upstream = await live(relay)
+    sid, fe, call, upstream = await relay.live_session()
     await fe.send_json({"type": "avatar.attach", "provider": "heygen",
                         "avatarSessionId": "5a0f4c3e-9d2b-4e61-8f7a-1c2d3e4f5a60"})
     await fe.send_json({"type": "session.end"})

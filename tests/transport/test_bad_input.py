@@ -13,17 +13,6 @@ from relay.messages.closecodes import CloseCode
 from tests.conftest import Relay, RelayFactory
 
 
-async def healthy_session(relay: Relay):  # type: ignore[no-untyped-def]
-    """A bystander session that must survive everything the test throws at relay."""
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    call = await relay.call(f"/call/{sid}")
-    await call.start()
-    upstream = await relay.model.next_connection()
-    await upstream.wait_for("session.update")
-    return fe, call, upstream
-
-
 async def still_works(fe, call, upstream) -> None:  # type: ignore[no-untyped-def]
     await call.send_media(b"\x42" * 160)
     await upstream.wait_for("input_audio_buffer.append")
@@ -45,7 +34,7 @@ async def still_works(fe, call, upstream) -> None:  # type: ignore[no-untyped-de
 ])
 async def test_frontend_bad_messages_get_errors(relay: Relay, raw: str, code: str) -> None:
     """Malformed or undocumented frontend messages get an error and nothing is forwarded."""
-    bystander = await healthy_session(relay)
+    bystander = (await relay.live_session())[1:]
     sid = str(uuid.uuid4())
     fe = await relay.frontend(f"/logs/{sid}")
     await fe.send_raw(raw)
@@ -61,7 +50,7 @@ async def test_frontend_bad_messages_get_errors(relay: Relay, raw: str, code: st
 
 async def test_oversized_frontend_message_closes_with_1009(relay: Relay) -> None:
     """A frontend message over the size limit closes that connection with 1009 only."""
-    bystander = await healthy_session(relay)
+    bystander = (await relay.live_session())[1:]
     fe = await relay.frontend(f"/logs/{uuid.uuid4()}")
     await fe.send_raw('{"type":"activity","pad":"' + "x" * 100_000 + '"}')
     code, _ = await fe.wait_closed()
@@ -79,7 +68,7 @@ async def test_oversized_frontend_message_closes_with_1009(relay: Relay) -> None
 ])
 async def test_call_bad_first_messages_close_with_1008(relay: Relay, first: str) -> None:
     """Media before start, unknown or malformed messages close the stream with 1008."""
-    bystander = await healthy_session(relay)
+    bystander = (await relay.live_session())[1:]
     call = await relay.call("/call")
     await call.send_connected()
     await call.send_raw(first)
@@ -100,7 +89,7 @@ async def test_call_without_start_times_out(relay: Relay) -> None:
 
 async def test_malformed_frames_mid_call_are_dropped(relay: Relay) -> None:
     """After start, bad frames are logged and dropped: the interview carries on."""
-    fe, call, upstream = await healthy_session(relay)
+    fe, call, upstream = (await relay.live_session())[1:]
     await call.send_raw("garbage")
     await call.send_raw('{"event":"media","media":{}}')
     await call.send_raw('{"event":"dtmf","dtmf":{"digit":"12"}}')
@@ -110,7 +99,7 @@ async def test_malformed_frames_mid_call_are_dropped(relay: Relay) -> None:
 
 async def test_oversized_call_frame_closes_with_1009(relay: Relay) -> None:
     """A Twilio frame over the /call limit closes the stream with 1009 and ends its session."""
-    fe, call, upstream = await healthy_session(relay)
+    fe, call, upstream = (await relay.live_session())[1:]
     await call.send_raw('{"event":"media","media":{"payload":"' + "A" * 40_000 + '"}}')
     code, _ = await call.wait_closed()
     assert code == CloseCode.MESSAGE_TOO_BIG

@@ -51,6 +51,7 @@ from relay_sim.checks import (
     load,
     run_bounded,
     run_check,
+    wait_health,
 )
 from relay_sim.frontend import SimulatedFrontend
 from relay_sim.inbox import WaitTimeout
@@ -89,16 +90,7 @@ class Relay:
         The deadline is the per-step wait plus the relay's resume grace, since a session that
         holds a configuration may outlive its frontend by that much by design.
         """
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        limit = self.wait + self.grace
-        while True:
-            health = await self.health()
-            if condition(health):
-                return health, loop.time() - started
-            if loop.time() - started >= limit:
-                raise CheckFailed(f"{describe} not reached in {limit:g}s; /health: {health}")
-            await asyncio.sleep(0.05)  # polling interval, not synchronisation
+        return await wait_health(self.health, condition, describe, self.wait + self.grace)
 
     async def frontend(self, path: str) -> SimulatedFrontend:
         return await SimulatedFrontend.connect(self.url, path, open_timeout=self.wait)

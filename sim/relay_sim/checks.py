@@ -55,6 +55,20 @@ def load(health: Health) -> str:
             f"connections={health.get('connections', {})}")
 
 
+async def wait_health(health: Callable[[], Awaitable[Health]], condition: Callable[[Health], bool],
+                      describe: str, limit: float) -> tuple[Health, float]:
+    """Poll /health (through ``health``) until ``condition`` holds; return it and the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        answer = await health()
+        if condition(answer):
+            return answer, loop.time() - started
+        if loop.time() - started >= limit:
+            raise CheckFailed(f"{describe} not reached in {limit:g}s; /health: {load(answer)}")
+        await asyncio.sleep(0.05)  # polling interval, not synchronisation
+
+
 async def run_check(name: str, check: Awaitable[str], limit: float | None = None) -> Outcome:
     """Run one check (within ``limit`` seconds, if given), print its line, return its outcome."""
     try:

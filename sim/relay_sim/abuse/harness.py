@@ -25,7 +25,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from relay_sim.checks import CheckFailed, Health, expect, http_base, load
+from relay_sim.checks import CheckFailed, Health, expect, http_base, load, wait_health
 from relay_sim.frontend import SimulatedFrontend
 from relay_sim.inbox import WaitTimeout
 from relay_sim.rawsocket import HandshakeRefused, RawSocket
@@ -234,16 +234,7 @@ class Relay:
         self, condition: Callable[[Health], bool], describe: str
     ) -> tuple[Health, float]:
         """Poll /health until ``condition`` holds (within the wait plus the resume grace)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        limit = self.wait + self.grace
-        while True:
-            health = await self.health()
-            if condition(health):
-                return health, loop.time() - started
-            if loop.time() - started >= limit:
-                raise CheckFailed(f"{describe} not reached in {limit:g}s; /health: {load(health)}")
-            await asyncio.sleep(0.05)  # polling interval, not synchronisation
+        return await wait_health(self.health, condition, describe, self.wait + self.grace)
 
     @contextlib.asynccontextmanager
     async def no_new_sessions(self, what: str) -> AsyncIterator[None]:

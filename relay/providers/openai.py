@@ -12,7 +12,9 @@ back-off together: a caller waits that long at most before the session ends
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import ssl
 from collections.abc import Callable, Mapping
 
 from websockets.asyncio.client import connect
@@ -24,6 +26,18 @@ from relay.wire.connection import WireClientConnection
 
 #: Largest model event accepted (a session.updated with long instructions).
 MAX_EVENT_SIZE = 4 * 1024 * 1024
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The one client TLS context of every ``wss://`` model connection in this process.
+
+    Left to itself, websockets makes a new default context for each connection,
+    and each loads the system's CA bundle (``SSL_CERT_FILE`` honoured) and keeps it
+    for as long as its call lasts: memory per live session and CPU per call start
+    that one shared context spends once.
+    """
+    return ssl.create_default_context()
 
 
 def backoff_delays(
@@ -112,6 +126,7 @@ async def open_realtime(
                 close_timeout=close_timeout,
                 max_size=MAX_EVENT_SIZE,
                 compression=None,
+                ssl=tls_context() if url.startswith("wss://") else None,
                 # A websockets User-Agent is fine; the key must not be logged,
                 # so the library's own logger stays out of DEBUG (see logs.py).
             )

@@ -14,7 +14,7 @@ also sends a Twilio ``mark`` after every that many milliseconds of audio (as rel
 track play-out) and reads the echoes; by default it sends none. No session logic, no
 per-frame logging, no frontends, no pairing, no timers. It is written the way a careful
 minimal relay is written — the ``websockets`` asyncio API (``async for`` / ``send``), orjson,
-uvloop when importable, no compression — so ``scripts/bench.py`` can state relay's costs as a
+uvloop when importable, no compression, one TLS context for every ``wss://`` upstream — so ``scripts/bench.py`` can state relay's costs as a
 ratio to it, the only comparison that holds on a noisy machine. ``scripts/node-baseline/`` is
 the same relay in Node.
 """
@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
+import ssl
 import sys
 
 import orjson
@@ -34,6 +36,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 DEFAULT_UPSTREAM = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 async def _model_to_caller(upstream: ClientConnection, call: ServerConnection, stream_sid: str,
@@ -85,7 +92,8 @@ async def _relay_call(call: ServerConnection, upstream_url: str, api_key: str,
         return
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with connect(upstream_url, additional_headers=headers, compression=None,
-                       max_size=None) as upstream:
+                       max_size=None,
+                       ssl=_tls() if upstream_url.startswith("wss://") else None) as upstream:
         back = asyncio.create_task(_model_to_caller(upstream, call, stream_sid, mark_bytes))
         try:
             async for message in call:

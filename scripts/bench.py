@@ -92,7 +92,7 @@ from relay_sim.load.subjects import (
     python_baseline,
     this_relay,
 )
-from relay_sim.load.tlscert import throwaway_certificate
+from relay_sim.load.tlscert import throwaway_certificate, trust_bundle
 from relay_sim.load.verdict import CRITERIA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,10 +266,11 @@ async def _models(args: argparse.Namespace, pinning: Pinning,
                   stack: contextlib.AsyncExitStack) -> tuple[dict[tuple[int, bool], FakeModel], str | None]:
     if args.model_url:
         return {v.model_key: external_model(args.model_url) for v in args.variant_list}, None
-    tls = None
+    tls = bundle = None
     if any(v.tls for v in args.variant_list):
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relay-bench-tls-")))
         tls = throwaway_certificate(directory)
+        bundle = trust_bundle(tls[0], directory)
     models: dict[tuple[int, bool], FakeModel] = {}
     for variant in args.variant_list:
         key = variant.model_key
@@ -279,7 +280,7 @@ async def _models(args: argparse.Namespace, pinning: Pinning,
                 port=0 if models else args.model_port,
                 transcript_every=key[0], tls=tls if key[1] else None)
             stack.push_async_callback(models[key].close)
-    return models, str(tls[0]) if tls else None
+    return models, str(bundle) if bundle else None
 
 
 async def bench(args: argparse.Namespace, pinning: Pinning, loop_name: str) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class Subject:
             env.update(relay_env)
         if ca_file is not None:
             # Python's ssl (through OpenSSL's default verify paths) and Node each read their
-            # own variable; either way the throw-away CA is the only one trusted.
+            # own variable; either way the system's roots and the throw-away CA are trusted.
             env["NODE_EXTRA_CA_CERTS" if self.runtime == "node" else "SSL_CERT_FILE"] = ca_file
         return env
 

@@ -119,19 +119,35 @@ def test_messages_and_pongs_match_websockets_whatever_the_chunks(
     wire += frame(Opcode.TEXT, b"END")
     points = sorted({0, len(wire), *(c % (len(wire) + 1) for c in cuts)})
 
+    stage = "starting the server"
+
     async def scenario() -> None:
+        nonlocal stage
         async with reader_server(sink_after=0.05 if queue_first else 0.0,
                                  max_size=1 << 17) as server:
+            stage = "connecting"
             peer = await RawSocket.connect(server.url, "/")
             for start, end in zip(points, points[1:], strict=False):
+                stage = f"sending bytes {start}-{end} of {len(wire)}"
                 assert await peer.send(wire[start:end])
+            stage = "waiting for the texts and pongs"
             await until(lambda: server.texts[-1:] == ["END"], "the END marker")
             await until(lambda: len(peer.pongs) == pings, f"{pings} pongs")
             assert server.texts == [*texts, "END"]
             assert server.connections[0].is_open
+            stage = "closing"
             await peer.close()
+            stage = "stopping the server"
 
-    asyncio.run(scenario())
+    async def bounded() -> None:
+        # A stall anywhere fails this example with where it stalled, not the whole test later.
+        try:
+            async with asyncio.timeout(4 * WAIT):
+                await scenario()
+        except TimeoutError:
+            raise AssertionError(f"stalled while {stage}") from None
+
+    asyncio.run(bounded())
 
 
 @pytest.mark.parametrize(("wire", "code"), [

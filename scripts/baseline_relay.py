@@ -14,9 +14,9 @@ also sends a Twilio ``mark`` after every that many milliseconds of audio (as rel
 track play-out) and reads the echoes; by default it sends none. No session logic, no
 per-frame logging, no frontends, no pairing, no timers. It is written the way a careful
 minimal relay is written — the ``websockets`` asyncio API (``async for`` / ``send``), orjson,
-uvloop when importable, no compression, one TLS context for every ``wss://`` upstream — so ``scripts/bench.py`` can state relay's costs as a
-ratio to it, the only comparison that holds on a noisy machine. ``scripts/node-baseline/`` is
-the same relay in Node.
+uvloop when importable, no compression, one TLS context for every ``wss://`` upstream — so
+``scripts/bench.py`` can state relay's costs as a ratio to it, the only comparison that holds
+on a noisy machine. ``scripts/node-baseline/`` is the same relay in Node.
 """
 
 from __future__ import annotations

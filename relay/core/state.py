@@ -14,4 +14,3 @@ class State(IntEnum):
     FAREWELL = 4
     ENDING = 5
     ENDED = 6
-

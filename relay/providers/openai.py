@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
 
 from relay.errors import UpstreamConnectError
 from relay.logs import Ev, get_logger
@@ -126,7 +127,7 @@ async def open_realtime(
                 close_timeout=close_timeout,
                 max_size=MAX_EVENT_SIZE,
                 compression=None,
-                ssl=tls_context() if url.startswith("wss://") else None,
+                ssl=tls_context() if parse_uri(url).secure else None,
                 # A websockets User-Agent is fine; the key must not be logged,
                 # so the library's own logger stays out of DEBUG (see logs.py).
             )

@@ -57,7 +57,7 @@ def load(health: Health) -> str:
 
 async def wait_health(health: Callable[[], Awaitable[Health]], condition: Callable[[Health], bool],
                       describe: str, limit: float) -> tuple[Health, float]:
-    """Poll /health (through ``health``) until ``condition`` holds; return it and the seconds it took."""
+    """Poll /health through ``health`` until ``condition`` holds; return it and the time it took."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:

@@ -210,8 +210,10 @@ class Bystander:
 # -- the /health prober, in its own process -------------------------------------------------------
 
 
-async def probe(url: str, interval: float, stop: asyncio.Event) -> list[tuple[float, float | None]]:
-    """GET /health every ``interval`` until ``stop``: (wall time, seconds to answer or None)."""
+async def probe(url: str, interval: float, stop: asyncio.Event,
+                on_first: Callable[[], None] = lambda: None) -> list[tuple[float, float | None]]:
+    """GET /health every ``interval`` until ``stop``: (wall time, seconds to answer or None).
+    ``on_first`` runs once the first answer (or failure) is in."""
     http_url = url.replace("ws://", "http://", 1).rstrip("/") + "/health"
     samples: list[tuple[float, float | None]] = []
     loop = asyncio.get_running_loop()
@@ -226,8 +228,14 @@ async def probe(url: str, interval: float, stop: asyncio.Event) -> list[tuple[fl
             except (aiohttp.ClientError, TimeoutError):
                 took = None
             samples.append((at, took))
+            if len(samples) == 1:
+                on_first()
             await asyncio.sleep(max(0.0, interval - (loop.time() - began)))  # the probe's pace
     return samples
+
+
+#: The prober's first line: it has timed one /health (the JSON of every sample follows at EOF).
+READY = b"probing\n"
 
 
 class Prober:
@@ -238,9 +246,17 @@ class Prober:
 
     @classmethod
     async def start(cls, url: str, interval: float) -> Prober:
+        """Start the prober and wait until it has timed its first /health: a flood that began
+        while a slow machine was still importing it would have no samples."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "relay_sim.flood", "probe", url, "--interval", str(interval),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        ready = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if ready != READY:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"the /health prober did not start: {ready!r}")
         return cls(proc)
 
     async def samples(self) -> list[tuple[float, float | None]]:
@@ -400,9 +416,14 @@ async def _probe_until_stdin_closes(url: str, interval: float) -> list[tuple[flo
 
     watcher = asyncio.create_task(watch())
     try:
-        return await probe(url, interval, stop)
+        return await probe(url, interval, stop, on_first=_say_ready)
     finally:
         watcher.cancel()
+
+
+def _say_ready() -> None:
+    sys.stdout.buffer.write(READY)
+    sys.stdout.buffer.flush()
 
 
 def _probe_main(argv: list[str]) -> int:

@@ -165,8 +165,13 @@ class FrameReader:
             return
         self._pauses.discard(reason)
         self._blocked = not self._pauses.isdisjoint(_BLOCKING)
-        if reason in _BLOCKING and self._inbuf and not self._blocked:
-            self._schedule()
+        if reason in _BLOCKING and not self._blocked:
+            if self._inbuf:
+                self._schedule()
+            elif self._pump is None:
+                # A turn that blocked on the last buffered frame left its yield
+                # behind; with nothing buffered no turn will come to lift it.
+                self._pauses.discard("yield")
         if not self._pauses and not self.transport.is_closing():
             self.transport.resume_reading()
 

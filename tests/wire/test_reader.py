@@ -45,8 +45,12 @@ class Server:
 
 @asynccontextmanager
 async def reader_server(budget: BudgetLimits | None = None, *, sink_after: float = 0.0,
-                        max_size: int = 1 << 16) -> AsyncIterator[Server]:
-    """A websockets server whose connections read through FrameReader into one text list."""
+                        max_size: int = 1 << 16,
+                        max_queue: int = 16,
+                        sink_when: Callable[[ReaderConnection], bool] | None = None,
+                        ) -> AsyncIterator[Server]:
+    """A websockets server whose connections read through FrameReader into one text list
+    (once ``sink_after`` has passed and ``sink_when`` holds, if given)."""
     state = Server("")
 
     async def handler(conn: ReaderConnection) -> None:
@@ -55,11 +59,14 @@ async def reader_server(budget: BudgetLimits | None = None, *, sink_after: float
             conn.set_budget(budget, kind="test")
         if sink_after:
             await asyncio.sleep(sink_after)  # frames queue up before the sinks are set
+        if sink_when is not None:
+            await until(lambda: sink_when(conn), "the moment to set the sinks")
         conn.set_sinks(state.texts.append)
         await conn.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, create_connection=ReaderConnection,
-                     compression=None, max_size=max_size, ping_interval=None) as server:
+                     compression=None, max_size=max_size, max_queue=max_queue,
+                     ping_interval=None) as server:
         state.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         yield state
 
@@ -111,9 +118,9 @@ def encode(items: list[tuple[Any, ...]]) -> tuple[bytes, list[str], int]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=st.lists(ITEM, max_size=12), cuts=st.lists(st.integers(0, 1 << 20), max_size=8),
-       queue_first=st.booleans())
+       queue_first=st.booleans(), max_queue=st.sampled_from([1, 2, 5, 16]))
 def test_messages_and_pongs_match_websockets_whatever_the_chunks(
-        items: list[tuple[Any, ...]], cuts: list[int], queue_first: bool) -> None:
+        items: list[tuple[Any, ...]], cuts: list[int], queue_first: bool, max_queue: int) -> None:
     """Any mix of text, fragments, pings and long frames, cut anywhere, arrives intact and in order."""
     wire, texts, pings = encode(items)
     wire += frame(Opcode.TEXT, b"END")
@@ -124,7 +131,7 @@ def test_messages_and_pongs_match_websockets_whatever_the_chunks(
     async def scenario() -> None:
         nonlocal stage
         async with reader_server(sink_after=0.05 if queue_first else 0.0,
-                                 max_size=1 << 17) as server:
+                                 max_size=1 << 17, max_queue=max_queue) as server:
             stage = "connecting"
             peer = await RawSocket.connect(server.url, "/")
             for start, end in zip(points, points[1:], strict=False):
@@ -220,6 +227,22 @@ async def test_pausing_stops_delivery_until_resumed() -> None:
         assert server.texts == ["first"]
         conn.resume_reading()
         await until(lambda: server.texts == ["first", "second", "second"], "the held frames")
+        await peer.close()
+
+
+async def test_a_full_queue_after_a_yield_does_not_leave_reading_paused() -> None:
+    """A turn that follows a yield and fills the message queue on the last buffered frame: once
+    the queue drains, reading resumes (it once stayed paused for the yield whose turn was over,
+    and the connection heard nothing more)."""
+    # Six frames in one write: three in the first turn (a yield), three in the next, and the
+    # sixth puts the queue over its high-water mark of five with nothing left buffered.
+    full = lambda conn: "queue" in conn._pauses  # noqa: E731
+    async with reader_server(max_queue=5, sink_when=full) as server:
+        peer = await RawSocket.connect(server.url, "/")
+        await peer.send(frame(Opcode.TEXT, b"queued") * 6)
+        await until(lambda: server.texts == ["queued"] * 6, "the queued frames")
+        await peer.send(frame(Opcode.TEXT, b"END"))
+        await until(lambda: server.texts[-1:] == ["END"], "the frame sent after the queue drained")
         await peer.close()
 
 

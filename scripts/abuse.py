@@ -20,7 +20,7 @@ check as it ends, then a summary table (check, the class of problem it covers, o
 and a totals line. Exits 1 if any check failed, 2 if ``/health`` cannot be read at all.
 
 The checks live in ``relay_sim.abuse`` (sim/relay_sim/abuse/catalog.py lists them); the test
-suite runs the same functions (tests/test_abuse.py), against a development and a secured
+suite runs the same functions (tests/security/test_abuse.py), against a development and a secured
 relay. They cover malformed, binary, oversized and out-of-order input; floods the inbound
 budget must end with 4029 (tiny messages, malformed JSON, empty frames, empty continuation
 frames, pings, large messages, media at ten times real time) while ``/health`` answers;
@@ -34,8 +34,8 @@ normal call end to end; and ``/health`` back at its baseline.
 Handshakes refused with 429 are retried with back-off (bounded by ``--wait``), so a rate limit
 never fails a check that is not about the rate limit. A reset is never sent with the real
 admin token. Shutdown and a model that never answers are not checked here (they would stop
-the relay or need its model): the test suite covers them (tests/test_drain.py,
-tests/test_upstream_budget.py).
+the relay or need its model): the test suite covers them (tests/transport/test_drain.py,
+tests/providers/test_upstream_budget.py).
 """
 
 from __future__ import annotations

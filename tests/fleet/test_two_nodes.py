@@ -187,3 +187,44 @@ async def test_a_call_placed_through_one_node_for_a_session_on_another(
     assert ended["reason"] == "no_answer"
     await a.wait_idle()
     await b.wait_idle()
+
+
+async def test_health_shows_the_fleet_and_the_beacon_reaches_the_owner_node(
+        make_relay: RelayFactory, redis_url: str) -> None:
+    """/health names the node and every node's load; a beacon sent to A stops a session on B."""
+    a, b = await two_nodes(make_relay, redis_url)
+    sid = str(uuid.uuid4())
+    fe = await b.frontend(f"/logs/{sid}?userId=alice")
+    call = await b.call(f"/call/{sid}")
+    await call.start()
+    await b.model.next_connection()
+    await fe.wait_for("session.associated")
+
+    def b_load_seen_by_a() -> bool:
+        nodes = {n["node"]: n for n in a.server.health()["fleet"]["nodes"]}
+        return nodes.get("node-b", {}).get("calls") == 1
+
+    await wait_until(b_load_seen_by_a, what="node A to see node B's call in its heartbeat")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(a.http + "/health") as resp:
+            health = await resp.json()
+        assert health["node"] == "node-a"
+        assert health["fleet"]["store"] == "ok"
+        nodes = {n["node"]: n for n in health["fleet"]["nodes"]}
+        assert set(nodes) == {"node-a", "node-b"}
+        assert all(n["alive"] for n in nodes.values())
+        assert (nodes["node-b"]["sessions"], nodes["node-b"]["calls"],
+                nodes["node-b"]["frontends"]) == (1, 1, 1)
+        assert nodes["node-a"]["sessions"] == 0
+        # navigator.sendBeacon: a text body, no custom header, sent to whichever node.
+        async with http.post(a.http + f"/api/sessions/{sid}/stop?userId=alice", data="bye",
+                             headers={"Content-Type": "text/plain"}) as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"stopped": True, "sessionId": sid}
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == "stopped"
+    await fe.wait_closed()
+    await call.wait_closed()
+    await b.wait_idle()
+    assert b.twilio.hangups(call.call_sid) == 1
+    await a.wait_idle()

@@ -318,3 +318,66 @@ async def test_two_requests_at_once_place_one_call(make_relay: RelayFactory) -> 
     assert len(relay.twilio.outbound.placed) == 1
     await fe.send_json({"type": "session.end"})
     await relay.wait_idle()
+
+
+@pytest.mark.parametrize("how", ["beacon", "stop_all"])
+async def test_a_stop_before_the_answer_cancels_the_call(make_relay: RelayFactory, how: str) -> None:
+    """The unload beacon or stop-all while it rings: the call is canceled, never left ringing."""
+    relay = await dialing(make_relay)
+    sid = str(uuid.uuid4())
+    fe = await page(relay, sid)
+    _, body = await place(relay, {"to": TO, "sessionId": sid})
+    await progress(relay, body["callSid"], "ringing")
+    await fe.wait_for("call.status_changed", lambda m: m["status"] == "ringing")
+    async with aiohttp.ClientSession() as http:
+        if how == "beacon":
+            request = http.post(f"{relay.http}/api/sessions/{sid}/stop?userId=alice", data="bye",
+                                headers={"Content-Type": "text/plain"})
+        else:
+            request = http.post(f"{relay.http}/api/sessions/stop_all?userId=alice",
+                                headers={"Content-Type": "application/json"})
+        async with request as resp:
+            assert resp.status == 200
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == "stopped"
+    await relay.wait_idle()
+    assert [r.form for r in relay.twilio.requests_for(body["callSid"])] == [{"Status": "canceled"}]
+    assert relay.twilio.calls[body["callSid"]].status == "canceled"
+
+
+async def test_an_answered_call_is_completed_not_canceled(make_relay: RelayFactory) -> None:
+    """session.end after the answer: relay completes the call (canceling would do nothing)."""
+    relay = await dialing(make_relay)
+    sid = str(uuid.uuid4())
+    fe = await page(relay, sid)
+    _, body = await place(relay, {"to": TO, "sessionId": sid})
+    call_sid = body["callSid"]
+    await progress(relay, call_sid, "in-progress")
+    call = await stream(relay, relay.twilio.outbound.placed[call_sid])
+    await fe.wait_for("session.associated")
+    await relay.model.next_connection()
+    await fe.send_json({"type": "session.end"})
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == "frontend_ended"
+    await call.wait_closed()
+    await relay.wait_idle()
+    assert [r.form for r in relay.twilio.requests_for(call_sid)] == [{"Status": "completed"}]
+
+
+@pytest.mark.parametrize("answered_by", ["fax", "machine_end_beep"])
+async def test_a_fax_or_a_machine_ends_the_session_as_voicemail(make_relay: RelayFactory,
+                                                                answered_by: str) -> None:
+    relay = await dialing(make_relay, machine_detection=True)
+    sid = str(uuid.uuid4())
+    fe = await page(relay, sid)
+    _, body = await place(relay, {"to": TO, "sessionId": sid})
+    placed = relay.twilio.outbound.placed[body["callSid"]]
+    await progress(relay, placed.sid, "in-progress")
+    call = await stream(relay, placed)
+    await fe.wait_for("session.associated")
+    assert await relay.twilio.outbound.amd(placed.sid, answered_by, relay.http) == 204
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == "voicemail"
+    await call.wait_closed()
+    await relay.wait_idle()
+    assert relay.twilio.hangups(placed.sid) == 1

@@ -425,3 +425,18 @@ def test_a_synonym_of_the_wrong_type_is_ignored_a_documented_key_refused() -> No
     with pytest.raises(JobConfigError, match="role"):
         read_job_config({"role": {"text": "x"}})
     assert read_job_config({"duration": "30 minutes"}).config.duration_minutes == 30
+
+
+@pytest.mark.parametrize(("key", "field"), [
+    ("jobTitle", "role"), ("job_title", "role"), ("title", "role"), ("position", "role"),
+    ("jobRole", "role"), ("companyName", "company"), ("company_name", "company"),
+    ("employer", "company"), ("organization", "company"), ("description", "job_description"),
+    ("jobDescription", "job_description"), ("jd", "job_description"),
+    ("style", "interview_style"), ("interviewType", "interview_style"),
+    ("candidateName", "candidate_name"), ("interviewLanguage", "language"), ("lang", "language"),
+])
+def test_the_names_apps_give_their_fields_are_understood(key: str, field: str) -> None:
+    """An app's own key for a field we know (as a string) fills that field and is listed as used."""
+    reading = read_job_config({key: "Behavioral"})
+    assert getattr(reading.config, field) == "Behavioral"
+    assert key not in reading.ignored

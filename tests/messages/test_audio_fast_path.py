@@ -20,7 +20,7 @@ from relay.core.effects import ModelEvent
 from relay.core.session import FrontendInfo, Session, SessionOptions
 from relay.messages import realtime as rt
 from relay.messages import twilio
-from tests.test_properties import JSON, TEXT, mutations
+from tests.strategies import JSON, TEXT, mutations
 
 SETTINGS = settings(max_examples=200, deadline=None)
 IDS = st.from_regex(r"[A-Za-z0-9_-]{1,40}", fullmatch=True)

@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 
 from relay.wire.connection import WireClientConnection
 from tests.timing import WAIT
-from tests.wire.test_reader import ITEM, until
+from tests.wire.frame_items import ITEM, until
 
 
 def server_frames(items: list[tuple[Any, ...]]) -> tuple[bytes, list[str], int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 from unittest import mock
 
 from hypothesis import given, settings

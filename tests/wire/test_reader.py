@@ -27,6 +27,7 @@ from relay.wire.connection import WireMixin
 from relay.wire.httpbody import BodyReadingConnection
 from relay.wire.reader import FrameReader
 from tests.timing import WAIT
+from tests.wire.frame_items import ITEM, until
 
 
 class ReaderConnection(FrameReader, WireMixin, BodyReadingConnection):
@@ -71,23 +72,8 @@ async def reader_server(budget: BudgetLimits | None = None, *, sink_after: float
         yield state
 
 
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.002)
-
-
 # -- what comes out is what websockets would deliver ---------------------------------------------
 
-TEXT = st.text(max_size=40)
-ITEM = st.one_of(
-    st.tuples(st.just("text"), TEXT),
-    st.tuples(st.just("fragments"), st.lists(TEXT, min_size=2, max_size=4), st.booleans()),
-    st.tuples(st.just("ping"), st.binary(max_size=8)),
-    st.tuples(st.just("big"), st.integers(126, 70_000)),
-)
 
 
 def encode(items: list[tuple[Any, ...]]) -> tuple[bytes, list[str], int]:

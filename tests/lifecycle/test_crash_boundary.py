@@ -1,9 +1,9 @@
 """A crash in one session ends that session alone, whichever of its entry points it hit.
 
-Each case makes one input of one live session raise (a frontend's message, the
-call's messages and audio, the model's events and its opening, the session's
-timer, the registry's sweep, a tool's result, a resuming frontend's attach, the
-model connection task, and ending itself). The session must end with
+Each case makes one input of one session raise (a frontend's message, the
+call's messages and keypad digits, the call's start, the model's opening and its
+events, the session's timer, the registry's sweep, a tool's result, a resuming
+frontend's attach, the model connection task, and ending itself). The session must end with
 ``internal_error`` — its frontends told, its call hung up, its avatar stopped —
 with the traceback logged once, while a second session on the same relay goes
 on as if nothing happened.
@@ -245,7 +245,37 @@ def test_the_cases_cover_every_input_the_runner_enters() -> None:
     covered = {method for method, _ in CASES.values()}
     # Covered by the other tests of this module, or inputs whose crash path is
     # the same door with nothing to provoke it from outside.
-    elsewhere = {"end", "on_upstream_open", "on_upstream_closed", "on_upstream_failed",
-                 "on_call_started", "on_call_media", "on_call_closed", "on_dial_report",
-                 "remove_frontend"}
+    elsewhere = {"end", "on_upstream_open", "on_call_started",
+                 # Not provoked here: the same door, reached only as a call or model closes,
+                 # a first audio frame races the model's opening, or Twilio reports a dial.
+                 "on_upstream_closed", "on_upstream_failed", "on_call_media", "on_call_closed",
+                 "on_dial_report", "remove_frontend"}
     assert entered - covered - elsewhere == set(), entered - covered - elsewhere
+
+
+# A crash in the start itself leaves the session without the call's SID, so
+# relay cannot hang up over REST; closing the stream ends the call (its TwiML
+# has nothing after <Connect>).
+@pytest.mark.parametrize(("method", "hangups"), [("on_call_started", 0), ("on_upstream_open", 1)])
+async def test_a_crash_as_the_call_starts_or_the_model_opens_ends_only_that_session(
+        relay: Relay, method: str, hangups: int) -> None:
+    """The inputs before a session is live: the call's start and the model's opening."""
+    other = await live_with_avatar(relay)
+    sid = str(uuid.uuid4())
+    fe = await relay.frontend(f"/logs/{sid}")
+    await wait_until(lambda: sid in relay.server.registry.sessions, WAIT, "the session")
+    setattr(relay.server.registry.sessions[sid].session, method, boom(method))
+    with capture_logs() as logs:
+        call = await relay.call(f"/call/{sid}")
+        await call.start()
+        ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+        assert ended["reason"] == "internal_error"
+        await call.wait_closed()
+        await wait_until(lambda: sid not in relay.server.registry.sessions, WAIT, "forgotten")
+        assert relay.twilio.hangups(call.call_sid) == hangups
+        crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
+        assert [e.get("where") for e in crashes] == [method]
+    assert other.sid in relay.server.registry.sessions
+    await other.fe.send_json({"type": "session.end"})
+    await other.fe.wait_closed()
+    await relay.wait_idle()

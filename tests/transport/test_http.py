@@ -102,3 +102,13 @@ async def test_health_and_the_start_log_show_the_frontend_dialect(make_relay: Re
     assert (await relay.get_json("/health"))["frontendDialect"] == "beta"
     [started] = [e for e in logs if e["event"] == Ev.SERVER_STARTED]
     assert started["frontendDialect"] == "beta"
+
+
+async def test_a_plain_get_on_a_websocket_path_is_426(relay: Relay) -> None:
+    """A proxy that drops the upgrade headers gets 426, never a session or a 500."""
+    async with aiohttp.ClientSession() as http:
+        for path in ("/logs", f"/logs/{uuid.uuid4()}", "/call", f"/call/{uuid.uuid4()}"):
+            async with http.get(relay.http + path) as resp:
+                assert resp.status == 426, path
+    await relay.wait_idle()
+    assert relay.server.health()["sessions"] == 0

@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 
 from relay.lifecycle.runner import SessionRunner
 from relay.logs import Ev
-from tests.conftest import Relay, RelayFactory, wait_until
+from tests.conftest import Relay, wait_until
 from tests.timing import WAIT
 
 
@@ -188,35 +188,6 @@ async def test_a_crash_while_ending_still_tells_hangs_up_and_stops(relay: Relay)
     await relay.wait_idle()
 
 
-async def test_a_crashed_model_connection_task_ends_the_session(make_relay: RelayFactory) -> None:
-    """A task of the session (here, reaching the model) that dies ends its session only."""
-    relay = await make_relay()
-    other = await live_with_avatar(relay)
-    sid = str(uuid.uuid4())
-    fe = await relay.frontend(f"/logs/{sid}")
-    await wait_until(lambda: sid in relay.server.registry.sessions, WAIT, "the session")
-    runner = relay.server.registry.sessions[sid]
-
-    async def dies() -> None:
-        raise Injected("the model connection task died")
-
-    runner._run_upstream = dies  # type: ignore[method-assign]
-    with capture_logs() as logs:
-        call = await relay.call(f"/call/{sid}")
-        await call.start()
-        ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
-        assert ended["reason"] == "internal_error"
-        await call.wait_closed()
-        await wait_until(lambda: sid not in relay.server.registry.sessions, WAIT, "forgotten")
-        assert relay.twilio.hangups(call.call_sid) == 1
-        crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
-        assert [e.get("where") for e in crashes] == ["model connection"]
-    assert other.sid in relay.server.registry.sessions
-    await other.fe.send_json({"type": "session.end"})
-    await other.fe.wait_closed()
-    await relay.wait_idle()
-
-
 async def test_a_value_nested_too_deeply_is_refused_and_the_call_goes_on(relay: Relay) -> None:
     """The crash the issue provoked from outside: now an error, and the session stays live."""
     live = await live_with_avatar(relay)
@@ -256,15 +227,22 @@ def test_the_cases_cover_every_input_the_runner_enters() -> None:
 # A crash in the start itself leaves the session without the call's SID, so
 # relay cannot hang up over REST; closing the stream ends the call (its TwiML
 # has nothing after <Connect>).
-@pytest.mark.parametrize(("method", "hangups"), [("on_call_started", 0), ("on_upstream_open", 1)])
+@pytest.mark.parametrize(("method", "hangups"), [
+    ("on_call_started", 0), ("on_upstream_open", 1), ("model connection", 1)])
 async def test_a_crash_as_the_call_starts_or_the_model_opens_ends_only_that_session(
         relay: Relay, method: str, hangups: int) -> None:
-    """The inputs before a session is live: the call's start and the model's opening."""
+    """Before a session is live: the call's start, the model's opening, the task reaching it."""
     other = await live_with_avatar(relay)
     sid = str(uuid.uuid4())
     fe = await relay.frontend(f"/logs/{sid}")
     await wait_until(lambda: sid in relay.server.registry.sessions, WAIT, "the session")
-    setattr(relay.server.registry.sessions[sid].session, method, boom(method))
+    runner = relay.server.registry.sessions[sid]
+    if method == "model connection":  # a task of the session, not one of its inputs
+        async def dies() -> None:
+            raise Injected("the model connection task died")
+        runner._run_upstream = dies  # type: ignore[method-assign]
+    else:
+        setattr(runner.session, method, boom(method))
     with capture_logs() as logs:
         call = await relay.call(f"/call/{sid}")
         await call.start()

@@ -66,6 +66,14 @@ async def page(relay: Relay, sid: str, user: str = "alice"):  # type: ignore[no-
     return fe
 
 
+async def paged_and_placed(relay: Relay):  # type: ignore[no-untyped-def]
+    """A page with its job configuration, and the call relay placed for its session."""
+    sid = str(uuid.uuid4())
+    fe = await page(relay, sid)
+    _, body = await place(relay, {"to": TO, "sessionId": sid})
+    return sid, fe, body["callSid"]
+
+
 async def test_the_rest_request_has_every_field(make_relay: RelayFactory) -> None:
     """To, From, inline TwiML on /call/{id} with a token, signed callbacks, ring and time limits."""
     relay = await dialing(make_relay, ring_timeout_s=25, max_session_s=600)
@@ -91,10 +99,7 @@ async def test_the_rest_request_has_every_field(make_relay: RelayFactory) -> Non
 async def test_ringing_answered_streamed_completed(make_relay: RelayFactory) -> None:
     """The page sees every step; the interview runs on the stream; the end is the caller's."""
     relay = await dialing(make_relay)
-    sid = str(uuid.uuid4())
-    fe = await page(relay, sid)
-    _, body = await place(relay, {"to": TO, "sessionId": sid})
-    call_sid = body["callSid"]
+    _, fe, call_sid = await paged_and_placed(relay)
     placed = relay.twilio.outbound.placed[call_sid]
     for step in ("initiated", "ringing", "in-progress"):
         assert await progress(relay, call_sid, step) == 204
@@ -133,19 +138,28 @@ async def test_a_call_that_never_streams_ends_with_its_reason(
     assert relay.twilio.hangups(body["callSid"]) == 0  # Twilio said it is over: nothing to end
 
 
-async def test_ending_before_the_answer_cancels_the_call(make_relay: RelayFactory) -> None:
-    """session.end while it rings: relay cancels the call; no ringing call is left behind."""
+@pytest.mark.parametrize("how", ["session.end", "beacon", "stop_all"])
+async def test_ending_before_the_answer_cancels_the_call(make_relay: RelayFactory, how: str) -> None:
+    """The page ends it, the unload beacon or stop-all while it rings: the call is canceled."""
     relay = await dialing(make_relay)
-    sid = str(uuid.uuid4())
-    fe = await page(relay, sid)
-    _, body = await place(relay, {"to": TO, "sessionId": sid})
-    await progress(relay, body["callSid"], "ringing")
+    sid, fe, call_sid = await paged_and_placed(relay)
+    await progress(relay, call_sid, "ringing")
     await fe.wait_for("call.status_changed", lambda m: m["status"] == "ringing")
-    await fe.send_json({"type": "session.end"})
+    if how == "session.end":
+        await fe.send_json({"type": "session.end"})
+    else:
+        path = (f"/api/sessions/{sid}/stop?userId=alice" if how == "beacon"
+                else "/api/sessions/stop_all?userId=alice")
+        # The beacon as navigator.sendBeacon sends it; stop-all as the browser client does.
+        headers = {"Content-Type": "text/plain" if how == "beacon" else "application/json"}
+        async with aiohttp.ClientSession() as http, http.post(
+                relay.http + path, data="bye" if how == "beacon" else "{}", headers=headers) as resp:
+            assert resp.status == 200
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+    assert ended["reason"] == ("frontend_ended" if how == "session.end" else "stopped")
     await relay.wait_idle()
-    forms = [r.form for r in relay.twilio.requests_for(body["callSid"])]
-    assert forms == [{"Status": "canceled"}]
-    assert relay.twilio.calls[body["callSid"]].status == "canceled"
+    assert [r.form for r in relay.twilio.requests_for(call_sid)] == [{"Status": "canceled"}]
+    assert relay.twilio.calls[call_sid].status == "canceled"
 
 
 async def test_reaping_while_it_rings_never_leaves_the_call_ringing(
@@ -320,38 +334,10 @@ async def test_two_requests_at_once_place_one_call(make_relay: RelayFactory) -> 
     await relay.wait_idle()
 
 
-@pytest.mark.parametrize("how", ["beacon", "stop_all"])
-async def test_a_stop_before_the_answer_cancels_the_call(make_relay: RelayFactory, how: str) -> None:
-    """The unload beacon or stop-all while it rings: the call is canceled, never left ringing."""
-    relay = await dialing(make_relay)
-    sid = str(uuid.uuid4())
-    fe = await page(relay, sid)
-    _, body = await place(relay, {"to": TO, "sessionId": sid})
-    await progress(relay, body["callSid"], "ringing")
-    await fe.wait_for("call.status_changed", lambda m: m["status"] == "ringing")
-    async with aiohttp.ClientSession() as http:
-        if how == "beacon":
-            request = http.post(f"{relay.http}/api/sessions/{sid}/stop?userId=alice", data="bye",
-                                headers={"Content-Type": "text/plain"})
-        else:
-            request = http.post(f"{relay.http}/api/sessions/stop_all?userId=alice",
-                                headers={"Content-Type": "application/json"})
-        async with request as resp:
-            assert resp.status == 200
-    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
-    assert ended["reason"] == "stopped"
-    await relay.wait_idle()
-    assert [r.form for r in relay.twilio.requests_for(body["callSid"])] == [{"Status": "canceled"}]
-    assert relay.twilio.calls[body["callSid"]].status == "canceled"
-
-
 async def test_an_answered_call_is_completed_not_canceled(make_relay: RelayFactory) -> None:
     """session.end after the answer: relay completes the call (canceling would do nothing)."""
     relay = await dialing(make_relay)
-    sid = str(uuid.uuid4())
-    fe = await page(relay, sid)
-    _, body = await place(relay, {"to": TO, "sessionId": sid})
-    call_sid = body["callSid"]
+    _, fe, call_sid = await paged_and_placed(relay)
     await progress(relay, call_sid, "in-progress")
     call = await stream(relay, relay.twilio.outbound.placed[call_sid])
     await fe.wait_for("session.associated")

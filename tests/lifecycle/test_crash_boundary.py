@@ -12,6 +12,8 @@ on as if nothing happened.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -120,30 +122,33 @@ CASES: dict[str, tuple[str, Provoke]] = {
 }
 
 
-async def assert_only_this_session_ended(relay: Relay, crashed: Live, other: Live,
-                                         logs: list[dict[str, Any]], method: str) -> None:
-    ended = await crashed.fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
+async def assert_ended_by_the_crash(relay: Relay, sid: str, fe: SimulatedFrontend,
+                                    call: SimulatedCall) -> None:
+    """The frontend told ``internal_error`` before its socket closed, the call closed, forgotten."""
+    ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
     assert ended["reason"] == "internal_error"
-    await crashed.fe.wait_closed()
-    await crashed.call.wait_closed()
-    await asyncio.wait_for(crashed.upstream.closed.wait(), WAIT)
-    await wait_until(lambda: crashed.sid not in relay.server.registry.sessions, WAIT,
+    await fe.wait_closed()
+    await call.wait_closed()
+    await wait_until(lambda: sid not in relay.server.registry.sessions, WAIT,
                      "the crashed session to be forgotten")
-    assert relay.twilio.hangups(crashed.call.call_sid) == 1
-    assert crashed.avatar in relay.heygen.stopped
-    crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
-    assert len(crashes) == 1, crashes
-    assert crashes[0].get("exc_info"), crashes[0]
-    assert crashes[0].get("where") == method
-    assert crashes[0].get("sessionId", crashed.sid) == crashed.sid
 
-    # The other session lost nothing: still live, its model events still flow.
+
+def crash_sites(logs: list[dict[str, Any]]) -> list[Any]:
+    return [e.get("where") for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
+
+
+async def assert_model_events_flow(live: Live, words: str) -> None:
+    item = await live.upstream.speech_started()
+    await live.upstream.input_transcript(item, words)
+    got = await live.fe.wait_for("conversation.item.input_audio_transcription.completed")
+    assert got["transcript"] == words
+
+
+async def assert_unharmed_then_end(relay: Relay, other: Live) -> None:
+    """The other session lost nothing: still live, its model events still flow, nothing ended."""
     assert other.sid in relay.server.registry.sessions
     assert not other.fe.is_closed and not other.call.is_closed
-    item = await other.upstream.speech_started()
-    await other.upstream.input_transcript(item, "still here")
-    got = await other.fe.wait_for("conversation.item.input_audio_transcription.completed")
-    assert got["transcript"] == "still here"
+    await assert_model_events_flow(other, "still here")
     assert relay.twilio.hangups(other.call.call_sid) == 0
     assert other.avatar not in relay.heygen.stopped
     await other.fe.send_json({"type": "session.end"})
@@ -159,7 +164,16 @@ async def test_a_crash_ends_only_its_own_session(relay: Relay, where: str) -> No
     patch_session(method)(relay, crashed)
     with capture_logs() as logs:
         await provoke(relay, crashed)
-        await assert_only_this_session_ended(relay, crashed, other, logs, method)
+        await assert_ended_by_the_crash(relay, crashed.sid, crashed.fe, crashed.call)
+        await asyncio.wait_for(crashed.upstream.closed.wait(), WAIT)
+        assert relay.twilio.hangups(crashed.call.call_sid) == 1
+        assert crashed.avatar in relay.heygen.stopped
+        crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
+        assert len(crashes) == 1, crashes
+        assert crashes[0].get("exc_info"), crashes[0]
+        assert crashes[0].get("where") == method
+        assert crashes[0].get("sessionId", crashed.sid) == crashed.sid
+    await assert_unharmed_then_end(relay, other)
 
 
 async def test_a_crash_while_ending_still_tells_hangs_up_and_stops(relay: Relay) -> None:
@@ -171,21 +185,12 @@ async def test_a_crash_while_ending_still_tells_hangs_up_and_stops(relay: Relay)
     session.end = boom("end")  # type: ignore[method-assign]
     with capture_logs() as logs:
         await send_activity(relay, crashed)
-        ended = await crashed.fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
-        assert ended["reason"] == "internal_error"
-        await crashed.fe.wait_closed()
-        await crashed.call.wait_closed()
-        await wait_until(lambda: crashed.sid not in relay.server.registry.sessions, WAIT,
-                         "the crashed session to be forgotten")
+        await assert_ended_by_the_crash(relay, crashed.sid, crashed.fe, crashed.call)
         assert relay.twilio.hangups(crashed.call.call_sid) == 1
         assert crashed.avatar in relay.heygen.stopped
-        crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
         # The crash, and the failed end after it: each once.
-        assert [e.get("where") for e in crashes] == ["on_frontend_message", "end after crash"]
-    assert other.sid in relay.server.registry.sessions
-    await other.fe.send_json({"type": "session.end"})
-    await other.fe.wait_closed()
-    await relay.wait_idle()
+        assert crash_sites(logs) == ["on_frontend_message", "end after crash"]
+    await assert_unharmed_then_end(relay, other)
 
 
 async def test_a_value_nested_too_deeply_is_refused_and_the_call_goes_on(relay: Relay) -> None:
@@ -196,10 +201,7 @@ async def test_a_value_nested_too_deeply_is_refused_and_the_call_goes_on(relay: 
     await live.fe.send_raw(deep)
     err = await live.fe.wait_for("error")
     assert "nested" in err["message"].lower() or "deep" in err["message"].lower(), err
-    item = await live.upstream.speech_started()
-    await live.upstream.input_transcript(item, "after the deep value")
-    got = await live.fe.wait_for("conversation.item.input_audio_transcription.completed")
-    assert got["transcript"] == "after the deep value"
+    await assert_model_events_flow(live, "after the deep value")
     assert live.sid in relay.server.registry.sessions
     await live.fe.send_json({"type": "session.end"})
     await live.fe.wait_closed()
@@ -207,21 +209,16 @@ async def test_a_value_nested_too_deeply_is_refused_and_the_call_goes_on(relay: 
 
 
 def test_the_cases_cover_every_input_the_runner_enters() -> None:
-    """A new input of the session gets a case here (or is listed as covered elsewhere)."""
-    import inspect
-    import re
-
-    source = inspect.getsource(SessionRunner)
-    entered = set(re.findall(r"_enter\(self\.session\.(\w+)", source))
-    covered = {method for method, _ in CASES.values()}
-    # Covered by the other tests of this module, or inputs whose crash path is
-    # the same door with nothing to provoke it from outside.
-    elsewhere = {"end", "on_upstream_open", "on_call_started",
-                 # Not provoked here: the same door, reached only as a call or model closes,
-                 # a first audio frame races the model's opening, or Twilio reports a dial.
-                 "on_upstream_closed", "on_upstream_failed", "on_call_media", "on_call_closed",
-                 "on_dial_report", "remove_frontend"}
-    assert entered - covered - elsewhere == set(), entered - covered - elsewhere
+    """A new input of the session gets a case here (or is listed as not provoked, and why)."""
+    entered = set(re.findall(r"_enter\(self\.session\.(\w+)", inspect.getsource(SessionRunner)))
+    in_cases = {method for method, _ in CASES.values()}
+    in_other_tests = {"end", "on_upstream_open", "on_call_started"}
+    # The same door, reached only as a call or the model closes or fails, as a first audio
+    # frame races the model's opening, or as Twilio reports a dial: not provoked here.
+    not_provoked = {"on_upstream_closed", "on_upstream_failed", "on_call_media", "on_call_closed",
+                    "on_dial_report", "remove_frontend"}
+    left = entered - in_cases - in_other_tests - not_provoked
+    assert left == set(), left
 
 
 # A crash in the start itself leaves the session without the call's SID, so
@@ -246,14 +243,7 @@ async def test_a_crash_as_the_call_starts_or_the_model_opens_ends_only_that_sess
     with capture_logs() as logs:
         call = await relay.call(f"/call/{sid}")
         await call.start()
-        ended = await fe.wait_for("call.status_changed", lambda m: m["status"] == "ended")
-        assert ended["reason"] == "internal_error"
-        await call.wait_closed()
-        await wait_until(lambda: sid not in relay.server.registry.sessions, WAIT, "forgotten")
+        await assert_ended_by_the_crash(relay, sid, fe, call)
         assert relay.twilio.hangups(call.call_sid) == hangups
-        crashes = [e for e in logs if e.get("event") == Ev.HANDLER_CRASHED]
-        assert [e.get("where") for e in crashes] == [method]
-    assert other.sid in relay.server.registry.sessions
-    await other.fe.send_json({"type": "session.end"})
-    await other.fe.wait_closed()
-    await relay.wait_idle()
+        assert crash_sites(logs) == [method]
+    await assert_unharmed_then_end(relay, other)

@@ -354,10 +354,8 @@ async def test_an_answered_call_is_completed_not_canceled(make_relay: RelayFacto
 async def test_a_fax_or_a_machine_ends_the_session_as_voicemail(make_relay: RelayFactory,
                                                                 answered_by: str) -> None:
     relay = await dialing(make_relay, machine_detection=True)
-    sid = str(uuid.uuid4())
-    fe = await page(relay, sid)
-    _, body = await place(relay, {"to": TO, "sessionId": sid})
-    placed = relay.twilio.outbound.placed[body["callSid"]]
+    _, fe, call_sid = await paged_and_placed(relay)
+    placed = relay.twilio.outbound.placed[call_sid]
     await progress(relay, placed.sid, "in-progress")
     call = await stream(relay, placed)
     await fe.wait_for("session.associated")

@@ -1,22 +1,8 @@
-"""What the frame-reader tests of both legs share: the frames a peer may send, and a bounded wait."""
+"""What the frame-reader tests of both legs share: the frames a peer may send."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from hypothesis import strategies as st
-
-from tests.timing import WAIT
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.002)
-
 
 TEXT = st.text(max_size=40)
 #: One thing a peer sends: a text message, a fragmented one (maybe with a ping

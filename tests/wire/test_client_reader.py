@@ -22,8 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 
 from relay.wire.connection import WireClientConnection
+from tests.conftest import wait_until
 from tests.timing import WAIT
-from tests.wire.frame_items import ITEM, until
+from tests.wire.frame_items import ITEM
 
 
 def server_frames(items: list[tuple[Any, ...]]) -> tuple[bytes, list[str], int]:
@@ -116,7 +117,7 @@ async def receive_all(conn: ClientConnection, texts: list[str], sink: bool) -> N
     if sink:
         assert isinstance(conn, WireClientConnection)
         conn.set_sinks(texts.append)
-        await until(lambda: texts[-1:] == ["END"], "the END marker")
+        await wait_until(lambda: texts[-1:] == ["END"], what="the END marker")
     else:
         while (text := await conn.recv()) != "END":
             assert isinstance(text, str)
@@ -147,7 +148,7 @@ def test_messages_and_pongs_match_websockets_whatever_the_chunks(
                     await asyncio.sleep(0.02)  # frames queue up before the sinks are set
                 got[name] = []
                 await receive_all(conn, got[name], sink=factory is WireClientConnection)
-                await until(lambda: server.pongs == pings, f"{pings} pongs")  # noqa: B023
+                await wait_until(lambda: server.pongs == pings, what=f"{pings} pongs")  # noqa: B023
                 pongs[name] = server.pongs
                 assert conn.protocol.state.name == "OPEN"
                 await conn.close()

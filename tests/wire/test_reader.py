@@ -26,8 +26,9 @@ from relay.wire.budget import BudgetLimits
 from relay.wire.connection import WireMixin
 from relay.wire.httpbody import BodyReadingConnection
 from relay.wire.reader import FrameReader
+from tests.conftest import wait_until
 from tests.timing import WAIT
-from tests.wire.frame_items import ITEM, until
+from tests.wire.frame_items import ITEM
 
 
 class ReaderConnection(FrameReader, WireMixin, BodyReadingConnection):
@@ -61,7 +62,7 @@ async def reader_server(budget: BudgetLimits | None = None, *, sink_after: float
         if sink_after:
             await asyncio.sleep(sink_after)  # frames queue up before the sinks are set
         if sink_when is not None:
-            await until(lambda: sink_when(conn), "the moment to set the sinks")
+            await wait_until(lambda: sink_when(conn), what="the moment to set the sinks")
         conn.set_sinks(state.texts.append)
         await conn.wait_closed()
 
@@ -73,7 +74,6 @@ async def reader_server(budget: BudgetLimits | None = None, *, sink_after: float
 
 
 # -- what comes out is what websockets would deliver ---------------------------------------------
-
 
 
 def encode(items: list[tuple[Any, ...]]) -> tuple[bytes, list[str], int]:
@@ -124,8 +124,8 @@ def test_messages_and_pongs_match_websockets_whatever_the_chunks(
                 stage = f"sending bytes {start}-{end} of {len(wire)}"
                 assert await peer.send(wire[start:end])
             stage = "waiting for the texts and pongs"
-            await until(lambda: server.texts[-1:] == ["END"], "the END marker")
-            await until(lambda: len(peer.pongs) == pings, f"{pings} pongs")
+            await wait_until(lambda: server.texts[-1:] == ["END"], what="the END marker")
+            await wait_until(lambda: len(peer.pongs) == pings, what=f"{pings} pongs")
             assert server.texts == [*texts, "END"]
             assert server.connections[0].is_open
             stage = "closing"
@@ -169,7 +169,7 @@ async def test_the_close_handshake_completes() -> None:
         await peer.send(frame(Opcode.TEXT, b"hi") + frame(Opcode.CLOSE, b"\x03\xe8"))
         assert await peer.wait_closed(WAIT) == 1000
         await peer.close()
-        await until(lambda: server.connections[0].closed, "the server side to close")
+        await wait_until(lambda: server.connections[0].closed, what="the server side to close")
         assert server.connections[0].close_code == 1000 and server.texts == ["hi"]
 
 
@@ -191,7 +191,7 @@ async def test_a_burst_is_handled_over_many_turns_of_the_loop() -> None:
         peer = await RawSocket.connect(server.url, "/")
         counter = asyncio.create_task(count_turns())
         await peer.send(frame(Opcode.TEXT, b"x") * 10_000)
-        await until(lambda: len(server.texts) == 10_000, "every frame")
+        await wait_until(lambda: len(server.texts) == 10_000, what="every frame")
         stop.set()
         await counter
         # Three frames per turn: thousands of turns, where the library took one callback.
@@ -203,16 +203,17 @@ async def test_pausing_stops_delivery_until_resumed() -> None:
     """pause_reading() holds buffered frames back (pairing a call); resume_reading() delivers them."""
     async with reader_server() as server:
         peer = await RawSocket.connect(server.url, "/")
-        await until(lambda: bool(server.connections), "the connection")
+        await wait_until(lambda: bool(server.connections), what="the connection")
         conn = server.connections[0]
         await peer.send(frame(Opcode.TEXT, b"first"))
-        await until(lambda: server.texts == ["first"], "the first frame")
+        await wait_until(lambda: server.texts == ["first"], what="the first frame")
         conn.pause_reading()
         await peer.send(frame(Opcode.TEXT, b"second") * 2)
         await asyncio.sleep(0.05)  # nothing must arrive; this is the observation window
         assert server.texts == ["first"]
         conn.resume_reading()
-        await until(lambda: server.texts == ["first", "second", "second"], "the held frames")
+        await wait_until(lambda: server.texts == ["first", "second", "second"],
+                         what="the held frames")
         await peer.close()
 
 
@@ -226,9 +227,9 @@ async def test_a_full_queue_after_a_yield_does_not_leave_reading_paused() -> Non
     async with reader_server(max_queue=5, sink_when=full) as server:
         peer = await RawSocket.connect(server.url, "/")
         await peer.send(frame(Opcode.TEXT, b"queued") * 6)
-        await until(lambda: server.texts == ["queued"] * 6, "the queued frames")
+        await wait_until(lambda: server.texts == ["queued"] * 6, what="the queued frames")
         await peer.send(frame(Opcode.TEXT, b"END"))
-        await until(lambda: server.texts[-1:] == ["END"], "the frame sent after the queue drained")
+        await wait_until(lambda: server.texts[-1:] == ["END"], what="the frame sent after the queue drained")
         await peer.close()
 
 
@@ -273,6 +274,6 @@ async def test_within_budget_nothing_is_refused() -> None:
         peer = await RawSocket.connect(server.url, "/")
         await peer.send(frame(Opcode.TEXT, b"a") * 150 + frame(Opcode.TEXT, b"b", fin=False)
                         + frame(Opcode.CONT, b"c", fin=False) + frame(Opcode.CONT, b"d"))
-        await until(lambda: len(server.texts) == 151, "every message")
+        await wait_until(lambda: len(server.texts) == 151, what="every message")
         assert server.texts[-1] == "bcd" and server.connections[0].is_open
         await peer.close()
